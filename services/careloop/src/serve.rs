@@ -1,0 +1,139 @@
+//! `careloop serve`: start the chosen roles, report readiness, stop cleanly on SIGINT/SIGTERM.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use careloop_config::{LlmMode, Settings};
+use careloop_gateway::{AppState, Application, ReadinessCheck, ServerConfig};
+use careloop_queue::QueueConnection;
+use careloop_store::Store;
+use futures::FutureExt;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Role, Roles, content};
+
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.database_url().expose_secret())
+        .await
+        .context("cannot open the database (check CARELOOP_DATABASE__URL)")?;
+    tracing::info!(backend = store.backend(), "database connected");
+    Ok(store)
+}
+
+pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
+    tracing::info!(roles = %roles, "starting careloop");
+    let store = open_store(&settings).await?;
+    if settings.database.migrate_on_start {
+        store.migrate().await.context("migrations")?;
+    }
+    let queue = QueueConnection::connect(&settings.queue_backend())
+        .await
+        .context("cannot open the queue (check CARELOOP_QUEUE__URL)")?;
+    tracing::info!(queue = queue.kind(), "queue connected");
+
+    let mut checks = vec![
+        ReadinessCheck::new("database", {
+            let store = store.clone();
+            move || {
+                let store = store.clone();
+                async move { store.ping().await.map_err(|_| "unreachable".to_owned()) }.boxed()
+            }
+        }),
+        ReadinessCheck::new("queue", {
+            let queue = queue.clone();
+            move || {
+                let queue = queue.clone();
+                async move { queue.ping().await.map_err(|_| "unreachable".to_owned()) }.boxed()
+            }
+        }),
+    ];
+
+    // The model loads in the background so /healthz answers at once; a model that cannot load
+    // stops the process (fails start-up) with the loader's message.
+    let runs_model = roles.contains(Role::Llm) && settings.llm.mode == LlmMode::InProcess;
+    if roles.contains(Role::Gateway) && settings.llm.mode == LlmMode::InProcess && !roles.contains(Role::Llm) {
+        anyhow::bail!("llm.mode is in_process, so the gateway role needs the llm role in the same process (or set CARELOOP_LLM__MODE=remote)");
+    }
+    let (model_failed_tx, mut model_failed) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    if runs_model {
+        let engine = careloop_llm::EngineHandle::load_in_background(engine_settings(&settings));
+        let waiter = engine.clone();
+        tokio::spawn(async move {
+            if let Err(err) = waiter.wait_ready().await {
+                let _ = model_failed_tx.send(anyhow::Error::new(err)).await;
+            }
+        });
+        checks.push(ReadinessCheck::new("model", move || {
+            let state = engine.state();
+            async move {
+                match state {
+                    careloop_llm::LoadState::Ready => Ok(()),
+                    careloop_llm::LoadState::Loading => Err("loading".to_owned()),
+                    careloop_llm::LoadState::Failed(_) => Err("failed to load".to_owned()),
+                }
+            }
+            .boxed()
+        }));
+    }
+
+    if roles.contains(Role::Gateway) && settings.content.import_on_start {
+        content::import(&store, &settings.content.dir, settings.demo_mode).await?;
+    }
+
+    let shutdown = CancellationToken::new();
+    let reminders = roles.contains(Role::Reminders).then(|| {
+        let worker = careloop_reminders::run(
+            queue.clone(),
+            store.clone(),
+            settings.queue.concurrency,
+            shutdown.clone().cancelled_owned(),
+        );
+        tokio::spawn(worker)
+    });
+
+    let server_config = ServerConfig {
+        host: settings.server.host.clone(),
+        port: settings.server.port,
+        shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+    };
+    let app = Application::build(&server_config, AppState { readiness: Arc::new(checks) })?;
+    tracing::info!(host = %server_config.host, port = app.port(), "listening");
+    let stop = app.stop_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => signal.map(|name| tracing::info!(signal = name, "shutting down")),
+        Some(err) = model_failed.recv() => Err(err.context("the model could not be loaded")),
+    };
+
+    shutdown.cancel();
+    stop.stop().await;
+    server.await.context("server task")?.context("server")?;
+    if let Some(reminders) = reminders {
+        reminders.await.context("reminders task")??;
+    }
+    tracing::info!("stopped");
+    outcome
+}
+
+fn engine_settings(settings: &Settings) -> careloop_llm::LlmSettings {
+    careloop_llm::LlmSettings {
+        model_path: settings.llm.model_path.clone(),
+        model_id: Some(settings.llm.model_id.clone()),
+        max_concurrent: settings.llm.max_concurrency,
+        max_queued: settings.llm.max_queue,
+        ..careloop_llm::LlmSettings::default()
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,132 @@
+//! Job payloads and the apalis storage that carries them.
+//!
+//! The storage is chosen by configuration alone: the SQLite-backed queue for the embedded default,
+//! Redis for scale-out. Payloads are plain serde structs holding ids only — never message text or
+//! contact details, which stay in the database.
+
+use std::{path::Path, time::Duration};
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use careloop_config::QueueBackend;
+use careloop_core::{OrganizationId, ReminderOccurrenceId};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+/// A planned reminder has come due and must be dispatched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderDue {
+    pub organization_id: OrganizationId,
+    pub occurrence_id: ReminderOccurrenceId,
+}
+
+/// Queue names are stable strings, not Rust type paths, so renaming a type never strands jobs.
+pub const REMINDER_QUEUE: &str = "careloop.reminder_due";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("could not create the queue folder {path}: {source}")]
+    Folder { path: String, source: std::io::Error },
+    #[error("SQLite queue unavailable: {0}")]
+    Sqlite(#[from] apalis_sqlite::SqlxError),
+    #[error("SQLite queue set-up failed: {0}")]
+    SqliteSetup(String),
+    #[error("Redis queue unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("could not enqueue a job: {0}")]
+    Push(String),
+}
+
+/// An open connection to the configured queue storage. Cheap to clone.
+#[derive(Clone)]
+pub enum QueueConnection {
+    Sqlite(SqlitePool),
+    Redis(ConnectionManager),
+}
+
+impl std::fmt::Debug for QueueConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QueueConnection::Sqlite(_) => "QueueConnection::Sqlite",
+            QueueConnection::Redis(_) => "QueueConnection::Redis",
+        })
+    }
+}
+
+impl QueueConnection {
+    /// Connects and, for SQLite, creates the file and applies apalis's own schema.
+    pub async fn connect(backend: &QueueBackend) -> Result<Self, QueueError> {
+        match backend {
+            QueueBackend::Sqlite { path } => Self::connect_sqlite(path).await,
+            QueueBackend::Redis { url } => {
+                let client = redis::Client::open(url.expose_secret())?;
+                let manager = ConnectionManager::new(client).await?;
+                Ok(QueueConnection::Redis(manager))
+            }
+        }
+    }
+
+    async fn connect_sqlite(path: &Path) -> Result<Self, QueueError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| QueueError::Folder {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        SqliteStorage::setup(&pool)
+            .await
+            .map_err(|e| QueueError::SqliteSetup(e.to_string()))?;
+        Ok(QueueConnection::Sqlite(pool))
+    }
+
+    /// `"sqlite"` or `"redis"`, for logs and the readiness report.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueueConnection::Sqlite(_) => "sqlite",
+            QueueConnection::Redis(_) => "redis",
+        }
+    }
+
+    /// Succeeds when the storage answers a trivial request.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        match self {
+            QueueConnection::Sqlite(pool) => {
+                pool.acquire().await?;
+                Ok(())
+            }
+            QueueConnection::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("PING").query_async::<String>(&mut conn).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The SQLite storage for reminder jobs (for building workers).
+    pub fn sqlite_reminders(pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
+        SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(REMINDER_QUEUE))
+    }
+
+    /// The Redis storage for reminder jobs (for building workers).
+    pub fn redis_reminders(conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
+        RedisStorage::new(conn.clone()).with_config(apalis_redis::Config::default().queue(REMINDER_QUEUE))
+    }
+
+    /// Enqueues a reminder to run at `due` (at once when `due` has passed).
+    pub async fn enqueue_reminder(&self, job: ReminderDue, due: DateTime<Utc>) -> Result<(), QueueError> {
+        let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let task = TaskBuilder::new(job).run_after(delay).build();
+        let pushed = match self {
+            QueueConnection::Sqlite(pool) => Self::sqlite_reminders(pool).push_task(task).await.map_err(|e| e.to_string()),
+            QueueConnection::Redis(conn) => Self::redis_reminders(conn).push_task(task).await.map_err(|e| e.to_string()),
+        };
+        pushed.map_err(QueueError::Push)
+    }
+}

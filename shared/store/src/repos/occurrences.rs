@@ -1,0 +1,265 @@
+use careloop_core::{
+    CampaignId, MedicationScheduleId, MessageId, OccurrenceState, OrganizationId, PatientId,
+    ReminderOccurrenceId,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
+};
+
+use crate::convert::{micros, now, parse, required_text};
+use crate::entities::{campaigns, medication_schedules, messages, reminder_occurrences as occ};
+use crate::repos::{ensure_patient, updated_one};
+use crate::{Inserted, Store, StoreError};
+
+const TABLE: &str = "reminder_occurrences";
+
+/// One planned reminder: a dose of a schedule or a step of a campaign, due at an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReminderOccurrence {
+    pub id: ReminderOccurrenceId,
+    pub organization_id: OrganizationId,
+    pub schedule_id: Option<MedicationScheduleId>,
+    pub campaign_id: Option<CampaignId>,
+    pub patient_id: PatientId,
+    pub due_at: DateTime<Utc>,
+    pub state: OccurrenceState,
+    pub idempotency_key: String,
+    pub message_id: Option<MessageId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReminderOccurrence {
+    pub schedule_id: Option<MedicationScheduleId>,
+    pub campaign_id: Option<CampaignId>,
+    pub patient_id: PatientId,
+    pub due_at: DateTime<Utc>,
+    /// Globally unique, derived from what the occurrence is for (e.g. `schedule:<id>:<due_at>`),
+    /// so planning the same dose twice stores it once.
+    pub idempotency_key: String,
+}
+
+impl TryFrom<occ::Model> for ReminderOccurrence {
+    type Error = StoreError;
+    fn try_from(m: occ::Model) -> Result<Self, StoreError> {
+        Ok(ReminderOccurrence {
+            id: ReminderOccurrenceId::from_uuid(m.id),
+            organization_id: OrganizationId::from_uuid(m.organization_id),
+            schedule_id: m.schedule_id.map(MedicationScheduleId::from_uuid),
+            campaign_id: m.campaign_id.map(CampaignId::from_uuid),
+            patient_id: PatientId::from_uuid(m.patient_id),
+            due_at: m.due_at,
+            state: parse(TABLE, "state", &m.state)?,
+            idempotency_key: m.idempotency_key,
+            message_id: m.message_id.map(MessageId::from_uuid),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+/// `store.reminder_occurrences()`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReminderOccurrences<'a> {
+    pub(crate) store: &'a Store,
+}
+
+impl ReminderOccurrences<'_> {
+    /// Plans an occurrence unless one with the same idempotency key exists; in that case nothing
+    /// is written and the existing one is returned as [`Inserted::Duplicate`] (a key used by
+    /// another organization is [`StoreError::Conflict`]). The schedule and campaign, if given,
+    /// must belong to the organization and the patient.
+    pub async fn insert_if_absent(
+        &self,
+        org: OrganizationId,
+        new: NewReminderOccurrence,
+    ) -> Result<Inserted<ReminderOccurrence>, StoreError> {
+        let key = required_text("idempotency_key", &new.idempotency_key, 300)?;
+        let txn = self.store.begin_write().await?;
+        ensure_patient(&txn, org, new.patient_id).await?;
+        if let Some(schedule) = new.schedule_id {
+            let n = medication_schedules::Entity::find()
+                .filter(medication_schedules::Column::Id.eq(schedule.as_uuid()))
+                .filter(medication_schedules::Column::OrganizationId.eq(org.as_uuid()))
+                .filter(medication_schedules::Column::PatientId.eq(new.patient_id.as_uuid()))
+                .count(&txn)
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    entity: "medication schedule",
+                });
+            }
+        }
+        if let Some(campaign) = new.campaign_id {
+            let n = campaigns::Entity::find()
+                .filter(campaigns::Column::Id.eq(campaign.as_uuid()))
+                .filter(campaigns::Column::OrganizationId.eq(org.as_uuid()))
+                .count(&txn)
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound { entity: "campaign" });
+            }
+        }
+        let at = now();
+        let id = ReminderOccurrenceId::new();
+        let res = occ::Entity::insert(occ::ActiveModel {
+            id: Set(id.as_uuid()),
+            organization_id: Set(org.as_uuid()),
+            schedule_id: Set(new.schedule_id.map(|s| s.as_uuid())),
+            campaign_id: Set(new.campaign_id.map(|c| c.as_uuid())),
+            patient_id: Set(new.patient_id.as_uuid()),
+            due_at: Set(micros(new.due_at)),
+            state: Set(OccurrenceState::Planned.as_str().to_owned()),
+            idempotency_key: Set(key.clone()),
+            message_id: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+        })
+        .on_conflict_do_nothing_on([occ::Column::IdempotencyKey])
+        .exec_without_returning(&txn)
+        .await?;
+        let inserted = matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+        let model = occ::Entity::find()
+            .filter(occ::Column::IdempotencyKey.eq(key))
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: "reminder occurrence",
+            })?;
+        txn.commit().await?;
+        if model.organization_id != org.as_uuid() {
+            return Err(StoreError::Conflict {
+                what: "idempotency key used by another organization",
+            });
+        }
+        let occurrence = ReminderOccurrence::try_from(model)?;
+        Ok(if inserted {
+            Inserted::New(occurrence)
+        } else {
+            Inserted::Duplicate(occurrence)
+        })
+    }
+
+    pub async fn get(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+    ) -> Result<Option<ReminderOccurrence>, StoreError> {
+        occ::Entity::find_by_id(id.as_uuid())
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .one(self.store.connection())
+            .await?
+            .map(ReminderOccurrence::try_from)
+            .transpose()
+    }
+
+    /// Planned occurrences due at or before `now`, of every organization, earliest first, at most
+    /// `limit`. For the dispatcher (a system job): claim each with [`Self::transition_state`]
+    /// before sending, and scope all further work to its `organization_id`.
+    pub async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        occ::Entity::find()
+            .filter(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
+            .filter(occ::Column::DueAt.lte(micros(now)))
+            .order_by_asc(occ::Column::DueAt)
+            .order_by_asc(occ::Column::Id)
+            .limit(limit)
+            .all(self.store.connection())
+            .await?
+            .into_iter()
+            .map(ReminderOccurrence::try_from)
+            .collect()
+    }
+
+    /// The patient's occurrences due in `[from, to)`, earliest first.
+    pub async fn list_for_patient(
+        &self,
+        org: OrganizationId,
+        patient: PatientId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        occ::Entity::find()
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(occ::Column::PatientId.eq(patient.as_uuid()))
+            .filter(occ::Column::DueAt.gte(micros(from)))
+            .filter(occ::Column::DueAt.lt(micros(to)))
+            .order_by_asc(occ::Column::DueAt)
+            .all(self.store.connection())
+            .await?
+            .into_iter()
+            .map(ReminderOccurrence::try_from)
+            .collect()
+    }
+
+    /// Sets the state unconditionally.
+    pub async fn set_state(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+        state: OccurrenceState,
+    ) -> Result<(), StoreError> {
+        let res = occ::Entity::update_many()
+            .col_expr(occ::Column::State, Expr::value(state.as_str()))
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.eq(id.as_uuid()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .exec(self.store.connection())
+            .await?;
+        updated_one(res.rows_affected, "reminder occurrence")
+    }
+
+    /// Moves `from` → `to` only if the occurrence is still in `from`; `Ok(false)` if it was not
+    /// (another worker got there first). Use `Planned` → `Dispatching` to claim an occurrence.
+    pub async fn transition_state(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+        from: OccurrenceState,
+        to: OccurrenceState,
+    ) -> Result<bool, StoreError> {
+        let res = occ::Entity::update_many()
+            .col_expr(occ::Column::State, Expr::value(to.as_str()))
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.eq(id.as_uuid()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(occ::Column::State.eq(from.as_str()))
+            .exec(self.store.connection())
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Records the message a reminder was sent as. The message must belong to the organization.
+    pub async fn attach_message(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+        message: MessageId,
+    ) -> Result<(), StoreError> {
+        let txn = self.store.begin_write().await?;
+        let n = messages::Entity::find()
+            .filter(messages::Column::Id.eq(message.as_uuid()))
+            .filter(messages::Column::OrganizationId.eq(org.as_uuid()))
+            .count(&txn)
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound { entity: "message" });
+        }
+        let res = occ::Entity::update_many()
+            .col_expr(occ::Column::MessageId, Expr::value(Some(message.as_uuid())))
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.eq(id.as_uuid()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .exec(&txn)
+            .await?;
+        updated_one(res.rows_affected, "reminder occurrence")?;
+        txn.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! Store integration tests. Every test runs twice, on a fresh SQLite file and on a fresh
+//! PostgreSQL database (see `common`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod connect;
+mod content_review;
+mod fixtures;
+mod idempotency;
+mod migrations;
+mod passwords;
+mod roundtrip;
+mod tenancy;
