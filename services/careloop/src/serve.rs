@@ -27,7 +27,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     if settings.database.migrate_on_start {
         store.migrate().await.context("migrations")?;
     }
-    let queue = QueueConnection::connect(&settings.queue_backend())
+    let queue = QueueConnection::connect(&settings.queue_backend(), &settings.queue.namespace)
         .await
         .context("cannot open the queue (check CARELOOP_QUEUE__URL)")?;
     tracing::info!(queue = queue.kind(), "queue connected");

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use careloop_core::OccurrenceState;
-use careloop_queue::{QueueConnection, ReminderDue};
+use careloop_queue::{QueueConnection, QueueStorage, ReminderDue};
 use careloop_store::{Actor, NewAuditEntry, Store};
 
 /// What the handler did with one job.
@@ -67,17 +67,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let name = format!("reminders-{}", std::process::id());
-    let monitor = match queue {
-        QueueConnection::Sqlite(pool) => Monitor::new().register(move |_| {
+    let monitor = match queue.storage().clone() {
+        QueueStorage::Sqlite(pool) => Monitor::new().register(move |_| {
             WorkerBuilder::new(name.clone())
-                .backend(QueueConnection::sqlite_reminders(&pool))
+                .backend(queue.sqlite_reminders(&pool))
                 .data(store.clone())
                 .concurrency(concurrency)
                 .build(handle)
         }),
-        QueueConnection::Redis(conn) => Monitor::new().register(move |_| {
+        QueueStorage::Redis(conn) => Monitor::new().register(move |_| {
             WorkerBuilder::new(name.clone())
-                .backend(QueueConnection::redis_reminders(&conn))
+                .backend(queue.redis_reminders(&conn))
                 .data(store.clone())
                 .concurrency(concurrency)
                 .build(handle)

@@ -60,6 +60,8 @@ pub struct QueueSettings {
     pub url: Option<SecretString>,
     /// Reminder jobs one worker process runs at once.
     pub concurrency: usize,
+    /// Prefix of every queue name, so deployments (or tests) sharing one Redis keep apart.
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +123,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("server.shutdown_timeout_secs", "10"),
     ("database.migrate_on_start", "true"),
     ("queue.concurrency", "8"),
+    ("queue.namespace", "careloop"),
     ("llm.mode", "in_process"),
     ("llm.model_path", "./models/SmolLM2-135M-Instruct.Q4_1.gguf"),
     ("llm.model_id", "SmolLM2-135M-Instruct"),
@@ -176,6 +179,12 @@ impl Settings {
         }
         if self.queue.concurrency == 0 {
             return Err(invalid("queue.concurrency", "must be at least 1"));
+        }
+        let namespace_ok = !self.queue.namespace.is_empty()
+            && self.queue.namespace.len() <= 64
+            && self.queue.namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !namespace_ok {
+            return Err(invalid("queue.namespace", "must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'"));
         }
         if let Some(url) = &self.database.url {
             let url = url.expose_secret();

@@ -22,8 +22,9 @@ pub struct ReminderDue {
     pub occurrence_id: ReminderOccurrenceId,
 }
 
-/// Queue names are stable strings, not Rust type paths, so renaming a type never strands jobs.
-pub const REMINDER_QUEUE: &str = "careloop.reminder_due";
+/// Queue names are stable strings (`<namespace>.reminder_due`), not Rust type paths, so renaming a
+/// type never strands jobs, and deployments sharing one Redis keep apart by namespace.
+const REMINDER_QUEUE: &str = "reminder_due";
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -39,36 +40,50 @@ pub enum QueueError {
     Push(String),
 }
 
-/// An open connection to the configured queue storage. Cheap to clone.
+/// The storage under a [`QueueConnection`].
 #[derive(Clone)]
-pub enum QueueConnection {
+pub enum QueueStorage {
     Sqlite(SqlitePool),
     Redis(ConnectionManager),
 }
 
+/// An open connection to the configured queue storage, with the namespace of its queue names.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct QueueConnection {
+    storage: QueueStorage,
+    namespace: String,
+}
+
 impl std::fmt::Debug for QueueConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            QueueConnection::Sqlite(_) => "QueueConnection::Sqlite",
-            QueueConnection::Redis(_) => "QueueConnection::Redis",
-        })
+        write!(f, "QueueConnection({}, {})", self.kind(), self.namespace)
     }
 }
 
 impl QueueConnection {
     /// Connects and, for SQLite, creates the file and applies apalis's own schema.
-    pub async fn connect(backend: &QueueBackend) -> Result<Self, QueueError> {
-        match backend {
-            QueueBackend::Sqlite { path } => Self::connect_sqlite(path).await,
+    pub async fn connect(backend: &QueueBackend, namespace: &str) -> Result<Self, QueueError> {
+        let storage = match backend {
+            QueueBackend::Sqlite { path } => QueueStorage::Sqlite(Self::connect_sqlite(path).await?),
             QueueBackend::Redis { url } => {
                 let client = redis::Client::open(url.expose_secret())?;
-                let manager = ConnectionManager::new(client).await?;
-                Ok(QueueConnection::Redis(manager))
+                QueueStorage::Redis(ConnectionManager::new(client).await?)
             }
-        }
+        };
+        Ok(QueueConnection { storage, namespace: namespace.to_owned() })
     }
 
-    async fn connect_sqlite(path: &Path) -> Result<Self, QueueError> {
+    pub fn storage(&self) -> &QueueStorage {
+        &self.storage
+    }
+
+    /// The full name of the reminder queue.
+    pub fn reminder_queue(&self) -> String {
+        format!("{}.{REMINDER_QUEUE}", self.namespace)
+    }
+
+    async fn connect_sqlite(path: &Path) -> Result<SqlitePool, QueueError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| QueueError::Folder {
                 path: parent.display().to_string(),
@@ -83,25 +98,25 @@ impl QueueConnection {
         SqliteStorage::setup(&pool)
             .await
             .map_err(|e| QueueError::SqliteSetup(e.to_string()))?;
-        Ok(QueueConnection::Sqlite(pool))
+        Ok(pool)
     }
 
     /// `"sqlite"` or `"redis"`, for logs and the readiness report.
     pub fn kind(&self) -> &'static str {
-        match self {
-            QueueConnection::Sqlite(_) => "sqlite",
-            QueueConnection::Redis(_) => "redis",
+        match self.storage {
+            QueueStorage::Sqlite(_) => "sqlite",
+            QueueStorage::Redis(_) => "redis",
         }
     }
 
     /// Succeeds when the storage answers a trivial request.
     pub async fn ping(&self) -> Result<(), QueueError> {
-        match self {
-            QueueConnection::Sqlite(pool) => {
+        match &self.storage {
+            QueueStorage::Sqlite(pool) => {
                 pool.acquire().await?;
                 Ok(())
             }
-            QueueConnection::Redis(conn) => {
+            QueueStorage::Redis(conn) => {
                 let mut conn = conn.clone();
                 redis::cmd("PING").query_async::<String>(&mut conn).await?;
                 Ok(())
@@ -110,22 +125,22 @@ impl QueueConnection {
     }
 
     /// The SQLite storage for reminder jobs (for building workers).
-    pub fn sqlite_reminders(pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
-        SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(REMINDER_QUEUE))
+    pub fn sqlite_reminders(&self, pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
+        SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(self.reminder_queue()))
     }
 
     /// The Redis storage for reminder jobs (for building workers).
-    pub fn redis_reminders(conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
-        RedisStorage::new(conn.clone()).with_config(apalis_redis::Config::default().queue(REMINDER_QUEUE))
+    pub fn redis_reminders(&self, conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
+        RedisStorage::new(conn.clone()).with_config(apalis_redis::Config::default().queue(self.reminder_queue()))
     }
 
     /// Enqueues a reminder to run at `due` (at once when `due` has passed).
     pub async fn enqueue_reminder(&self, job: ReminderDue, due: DateTime<Utc>) -> Result<(), QueueError> {
         let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         let task = TaskBuilder::new(job).run_after(delay).build();
-        let pushed = match self {
-            QueueConnection::Sqlite(pool) => Self::sqlite_reminders(pool).push_task(task).await.map_err(|e| e.to_string()),
-            QueueConnection::Redis(conn) => Self::redis_reminders(conn).push_task(task).await.map_err(|e| e.to_string()),
+        let pushed = match &self.storage {
+            QueueStorage::Sqlite(pool) => self.sqlite_reminders(pool).push_task(task).await.map_err(|e| e.to_string()),
+            QueueStorage::Redis(conn) => self.redis_reminders(conn).push_task(task).await.map_err(|e| e.to_string()),
         };
         pushed.map_err(QueueError::Push)
     }
