@@ -20,8 +20,7 @@ use careloop_llm_api::{
 use futures::Stream;
 use futures::future::BoxFuture;
 use mistralrs::{
-    GgufModelBuilder, Model, RequestBuilder, Response, SamplingParams, TextMessageRole,
-    TokenSource,
+    GgufModelBuilder, Model, RequestBuilder, Response, SamplingParams, TextMessageRole, TokenSource,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -112,7 +111,8 @@ impl MistralEngine {
             .build()
             .map_err(|e| backend_error(format!("cannot start a Tokio runtime: {e}")))?;
         // mistral.rs indexes GGUF metadata with `[]` and panics on some malformed files.
-        let built = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(builder.build())));
+        let built =
+            std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(builder.build())));
         let model = match built {
             Ok(Ok(model)) => model,
             Ok(Err(e)) => {
@@ -128,6 +128,18 @@ impl MistralEngine {
                 });
             }
         };
+        // One-token warm-up (mistral.rs does the same only when built on a multi-threaded
+        // runtime): the first real request does not pay for lazy initialisation, and a
+        // model that cannot generate (e.g. no chat template) fails here, not at first use.
+        let warm_up = RequestBuilder::new()
+            .add_message(TextMessageRole::User, "Hello")
+            .set_sampling(sampling_params(Sampling::Greedy, 1));
+        if let Err(e) = runtime.block_on(model.send_chat_request(warm_up)) {
+            return Err(LoadError::InvalidModel {
+                path,
+                reason: format!("the model loads but cannot generate: {e}"),
+            });
+        }
         drop(runtime);
 
         info!(
@@ -183,13 +195,21 @@ impl Inner {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let deadline = req.deadline_from(accepted);
         if let Sampling::Sample { seed: Some(_), .. } = req.sampling {
-            debug!(request_id = id, "mistral.rs 0.8.1 shares one RNG between requests; the seed is ignored");
+            debug!(
+                request_id = id,
+                "mistral.rs 0.8.1 shares one RNG between requests; the seed is ignored"
+            );
         }
 
         let permit = match self.admission.admit(deadline, &req.cancel).await {
             Ok(permit) => permit,
             Err(e) => {
-                info!(request_id = id, outcome = outcome_name(&e), queue_ms = ms(accepted.elapsed()), "LLM request refused");
+                info!(
+                    request_id = id,
+                    outcome = outcome_name(&e),
+                    queue_ms = ms(accepted.elapsed()),
+                    "LLM request refused"
+                );
                 return Err(e);
             }
         };
@@ -338,67 +358,28 @@ impl Job {
             return; // The caller gave up; dropping `stream` cancels the sequence.
         }
 
-        let mut text = String::new();
-        let mut streamed: u32 = 0;
-        let mut first_token_ms: Option<u64> = None;
-        let mut usage: Option<mistralrs::Usage> = None;
+        let mut answer = Answer {
+            model_id: &inner.model_id,
+            events: &events,
+            gen_start,
+            text: String::new(),
+            streamed: 0,
+            first_token_ms: None,
+            usage: None,
+        };
         let deadline_timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(deadline_timer);
-
         let outcome = loop {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Outcome::Failed(LlmError::Cancelled),
                 () = &mut deadline_timer => break Outcome::Failed(LlmError::TimedOut),
                 () = events.closed() => break Outcome::CallerGone,
-                response = stream.next() => match response {
-                    Some(Response::Chunk(chunk)) => {
-                        if chunk.usage.is_some() {
-                            usage = chunk.usage;
-                        }
-                        let mut finish = None;
-                        for choice in chunk.choices {
-                            if let Some(piece) = choice.delta.content.filter(|p| !p.is_empty()) {
-                                text.push_str(&piece);
-                                streamed = streamed.saturating_add(1);
-                                first_token_ms.get_or_insert_with(|| ms(gen_start.elapsed()));
-                                let _ = events.send(Ok(GenerationEvent::Token(piece)));
-                            }
-                            if choice.finish_reason.is_some() {
-                                finish = choice.finish_reason;
-                            }
-                        }
-                        if let Some(reason) = finish {
-                            break finish_outcome(&reason, std::mem::take(&mut text), usage.as_ref(), streamed, &inner.model_id);
-                        }
+                response = stream.next() => {
+                    if let Some(outcome) = answer.on_response(response) {
+                        break outcome;
                     }
-                    Some(Response::Done(response)) => {
-                        // Only sent for non-streaming requests; handled for robustness.
-                        if text.is_empty() {
-                            if let Some(content) = response.choices.first().and_then(|c| c.message.content.clone()) {
-                                text.push_str(&content);
-                                let _ = events.send(Ok(GenerationEvent::Token(content)));
-                            }
-                        }
-                        let reason = response.choices.first().map(|c| c.finish_reason.clone()).unwrap_or_default();
-                        break finish_outcome(&reason, std::mem::take(&mut text), Some(&response.usage), streamed, &inner.model_id);
-                    }
-                    Some(Response::ModelError(message, _)) => {
-                        break Outcome::Failed(LlmError::ModelFailure(message));
-                    }
-                    Some(Response::InternalError(e)) => {
-                        break Outcome::Failed(LlmError::ModelFailure(e.to_string()));
-                    }
-                    Some(Response::ValidationError(e)) => {
-                        break Outcome::Failed(LlmError::InvalidRequest(e.to_string()));
-                    }
-                    Some(_) => {
-                        break Outcome::Failed(LlmError::ModelFailure("unexpected response kind from mistral.rs".into()));
-                    }
-                    None => {
-                        break Outcome::Failed(LlmError::ModelFailure("mistral.rs closed the response stream".into()));
-                    }
-                },
+                }
             }
         };
         // Dropping the receiver makes mistral.rs mark the sequence `Canceled` when it
@@ -408,8 +389,8 @@ impl Job {
         let gen_ms = ms(gen_start.elapsed());
         let (name, prompt_tokens, completion_tokens) = match &outcome {
             Outcome::Done(c) => ("done", c.usage.prompt_tokens, c.usage.completion_tokens),
-            Outcome::Failed(e) => (outcome_name(e), 0, streamed),
-            Outcome::CallerGone => ("caller_gone", 0, streamed),
+            Outcome::Failed(e) => (outcome_name(e), 0, answer.streamed),
+            Outcome::CallerGone => ("caller_gone", 0, answer.streamed),
         };
         let tokens_per_s = if gen_ms > 0 {
             (f64::from(completion_tokens) * 10_000.0 / gen_ms as f64).round() / 10.0
@@ -422,7 +403,7 @@ impl Job {
             prompt_tokens,
             completion_tokens,
             queue_ms,
-            first_token_ms,
+            first_token_ms = answer.first_token_ms,
             gen_ms,
             tokens_per_s,
             "LLM generation finished"
@@ -435,6 +416,86 @@ impl Job {
                 let _ = events.send(Err(e));
             }
             Outcome::CallerGone => {}
+        }
+    }
+}
+
+/// The answer being assembled from mistral.rs responses.
+struct Answer<'a> {
+    model_id: &'a str,
+    events: &'a mpsc::UnboundedSender<Result<GenerationEvent, LlmError>>,
+    gen_start: Instant,
+    text: String,
+    /// Token events sent so far.
+    streamed: u32,
+    first_token_ms: Option<u64>,
+    usage: Option<mistralrs::Usage>,
+}
+
+impl Answer<'_> {
+    fn emit(&mut self, piece: String) {
+        if piece.is_empty() {
+            return;
+        }
+        self.text.push_str(&piece);
+        self.streamed = self.streamed.saturating_add(1);
+        if self.first_token_ms.is_none() {
+            self.first_token_ms = Some(ms(self.gen_start.elapsed()));
+        }
+        let _ = self.events.send(Ok(GenerationEvent::Token(piece)));
+    }
+
+    fn finish(&mut self, reason: &str) -> Outcome {
+        finish_outcome(
+            reason,
+            std::mem::take(&mut self.text),
+            self.usage.as_ref(),
+            self.streamed,
+            self.model_id,
+        )
+    }
+
+    /// Handles one mistral.rs response; `Some` when the generation is over.
+    fn on_response(&mut self, response: Option<Response>) -> Option<Outcome> {
+        let failed = |e| Some(Outcome::Failed(e));
+        match response {
+            Some(Response::Chunk(chunk)) => {
+                if chunk.usage.is_some() {
+                    self.usage = chunk.usage;
+                }
+                let mut finish = None;
+                for choice in chunk.choices {
+                    if let Some(piece) = choice.delta.content {
+                        self.emit(piece);
+                    }
+                    finish = finish.or(choice.finish_reason);
+                }
+                finish.map(|reason| self.finish(&reason))
+            }
+            // Only sent for non-streaming requests; handled for robustness.
+            Some(Response::Done(response)) => {
+                self.usage = Some(response.usage);
+                let choice = response.choices.into_iter().next();
+                let reason = choice
+                    .as_ref()
+                    .map(|c| c.finish_reason.clone())
+                    .unwrap_or_default();
+                if self.text.is_empty()
+                    && let Some(content) = choice.and_then(|c| c.message.content)
+                {
+                    self.emit(content);
+                }
+                Some(self.finish(&reason))
+            }
+            Some(Response::ModelError(message, _)) => failed(LlmError::ModelFailure(message)),
+            Some(Response::InternalError(e)) => failed(LlmError::ModelFailure(e.to_string())),
+            Some(Response::ValidationError(e)) => failed(LlmError::InvalidRequest(e.to_string())),
+            Some(_) => failed(LlmError::ModelFailure(
+                "unexpected response kind from mistral.rs".into(),
+            )),
+            None => failed(LlmError::ModelFailure(
+                "mistral.rs closed the response stream".into(),
+            )),
         }
     }
 }
@@ -589,7 +650,8 @@ fn check_model_file(path: &Path) -> Result<PathBuf, LoadError> {
     if !(1..=3).contains(&version) {
         return Err(invalid(format!("unsupported GGUF version {version}")));
     }
-    let absolute = std::fs::canonicalize(path).map_err(|e| invalid(format!("cannot resolve it: {e}")))?;
+    let absolute =
+        std::fs::canonicalize(path).map_err(|e| invalid(format!("cannot resolve it: {e}")))?;
     if let Some(dir) = absolute.parent() {
         for name in SIDECAR_FILES {
             if dir.join(name).exists() {
@@ -618,8 +680,14 @@ fn gguf_builder(path: &Path, settings: &LlmSettings) -> Result<GgufModelBuilder,
             path.display()
         ))
     };
-    let dir = path.parent().and_then(Path::to_str).ok_or_else(invalid_settings)?;
-    let file = path.file_name().and_then(|f| f.to_str()).ok_or_else(invalid_settings)?;
+    let dir = path
+        .parent()
+        .and_then(Path::to_str)
+        .ok_or_else(invalid_settings)?;
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .ok_or_else(invalid_settings)?;
     if !Path::new(dir).is_dir() {
         return Err(LoadError::ModelMissing {
             path: path.to_path_buf(),
@@ -698,16 +766,22 @@ mod tests {
 
         let short = dir.path().join("short.gguf");
         std::fs::write(&short, b"GGU").unwrap();
-        assert!(matches!(check_model_file(&short), Err(LoadError::InvalidModel { reason, .. }) if reason.contains("3 bytes")));
+        assert!(
+            matches!(check_model_file(&short), Err(LoadError::InvalidModel { reason, .. }) if reason.contains("3 bytes"))
+        );
 
         let html = dir.path().join("html.gguf");
         std::fs::write(&html, b"<!DOCTYPE html><html>").unwrap();
-        assert!(matches!(check_model_file(&html), Err(LoadError::InvalidModel { reason, .. }) if reason.contains("magic")));
+        assert!(
+            matches!(check_model_file(&html), Err(LoadError::InvalidModel { reason, .. }) if reason.contains("magic"))
+        );
 
         let future = dir.path().join("v9.gguf");
         let mut f = File::create(&future).unwrap();
         f.write_all(b"GGUF\x09\x00\x00\x00").unwrap();
-        assert!(matches!(check_model_file(&future), Err(LoadError::InvalidModel { reason, .. }) if reason.contains("version 9")));
+        assert!(
+            matches!(check_model_file(&future), Err(LoadError::InvalidModel { reason, .. }) if reason.contains("version 9"))
+        );
     }
 
     #[test]
@@ -739,7 +813,13 @@ mod tests {
             panic!("expected done");
         };
         assert_eq!(c.finish_reason, FinishReason::Length);
-        assert_eq!(c.usage, Usage { prompt_tokens: 5, completion_tokens: 3 });
+        assert_eq!(
+            c.usage,
+            Usage {
+                prompt_tokens: 5,
+                completion_tokens: 3
+            }
+        );
         assert!(matches!(
             finish_outcome("canceled", String::new(), None, 0, "m"),
             Outcome::Failed(LlmError::Cancelled)

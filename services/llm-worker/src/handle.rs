@@ -144,7 +144,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_load_stays_not_ready() {
         let dir = tempfile::tempdir().unwrap();
-        let handle = EngineHandle::load_in_background(LlmSettings::for_model(dir.path().join("m.gguf")));
+        let handle =
+            EngineHandle::load_in_background(LlmSettings::for_model(dir.path().join("m.gguf")));
         assert!(!handle.is_ready());
         let err = handle.wait_ready().await.unwrap_err();
         assert!(matches!(err, LoadError::ModelMissing { .. }), "{err}");

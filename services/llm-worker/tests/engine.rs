@@ -2,6 +2,9 @@
 //! greedy decoding, small `max_tokens`. One engine per configuration per binary; the
 //! tests run one at a time (`common::serial`) because their timings share 2 cores.
 
+// Integration-test crates are not `cfg(test)` code for clippy; panicking is the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::LazyLock;
@@ -116,14 +119,20 @@ fn cancellation_stops_generation_promptly() {
         assert_eq!(end, Err(LlmError::Cancelled));
         assert!(cancelled_at.elapsed() < Duration::from_millis(500));
         assert!(extra_tokens < 5, "{extra_tokens} tokens after cancel");
-        assert!(stream.next().await.is_none(), "nothing after the terminal item");
+        assert!(
+            stream.next().await.is_none(),
+            "nothing after the terminal item"
+        );
 
         // mistral.rs really stopped: within a token or two the process goes idle
         // (generating keeps at least one core busy).
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(engine.running(), 0);
         let cpu = cpu_used_during(Duration::from_secs(1)).await;
-        assert!(cpu < Duration::from_millis(400), "still burning CPU after cancel: {cpu:?} in 1 s");
+        assert!(
+            cpu < Duration::from_millis(400),
+            "still burning CPU after cancel: {cpu:?} in 1 s"
+        );
 
         // And the engine serves the next request.
         let next = engine.complete(ask("Say hello.", 4)).await.unwrap();
@@ -136,18 +145,35 @@ fn a_deadline_mid_generation_times_out_and_stops() {
     let _serial = serial();
     let engine = &*ENGINE;
     RUNTIME.block_on(async {
-        let timeout = Duration::from_millis(1500);
+        let timeout = Duration::from_secs(3);
         let start = Instant::now();
-        let stream = engine.generate(long_request(512).with_timeout(timeout)).await.unwrap();
+        let stream = engine
+            .generate(long_request(512).with_timeout(timeout))
+            .await
+            .unwrap();
         let items = drain(stream, start).await;
         let (ended_at, last) = items.last().expect("a terminal item");
-        assert_eq!(*last, Err(LlmError::TimedOut), "after {} tokens", tokens_of(&items).len());
-        assert!(!tokens_of(&items).is_empty(), "some tokens before the deadline");
-        assert!(*ended_at >= timeout && *ended_at < timeout + Duration::from_millis(700), "{ended_at:?}");
+        assert_eq!(
+            *last,
+            Err(LlmError::TimedOut),
+            "after {} tokens",
+            tokens_of(&items).len()
+        );
+        assert!(
+            !tokens_of(&items).is_empty(),
+            "some tokens before the deadline"
+        );
+        assert!(
+            *ended_at >= timeout && *ended_at < timeout + Duration::from_secs(1),
+            "{ended_at:?}"
+        );
 
         tokio::time::sleep(Duration::from_millis(400)).await;
         let cpu = cpu_used_during(Duration::from_secs(1)).await;
-        assert!(cpu < Duration::from_millis(400), "still burning CPU after the deadline: {cpu:?} in 1 s");
+        assert!(
+            cpu < Duration::from_millis(400),
+            "still burning CPU after the deadline: {cpu:?} in 1 s"
+        );
     });
 }
 
@@ -192,10 +218,13 @@ fn a_full_queue_refuses_extras_and_queued_requests_keep_their_deadline() {
         // One running, one queued, two refused at once.
         let results = join_all((0..4).map(|i| async move {
             let stream = engine.generate(ask("Name a fruit.", 6)).await;
-            (i, match stream {
-                Ok(stream) => collect_completion(stream).await,
-                Err(e) => Err(e),
-            })
+            (
+                i,
+                match stream {
+                    Ok(stream) => collect_completion(stream).await,
+                    Err(e) => Err(e),
+                },
+            )
         }))
         .await;
         let done = results.iter().filter(|(_, r)| r.is_ok()).count();
@@ -216,7 +245,11 @@ fn a_full_queue_refuses_extras_and_queued_requests_keep_their_deadline() {
             .generate(ask("Name a fruit.", 4).with_timeout(Duration::from_millis(400)))
             .await;
         assert_eq!(queued.err(), Some(LlmError::TimedOut));
-        assert!(start.elapsed() < Duration::from_millis(900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
         assert_eq!(engine.queued(), 0);
 
         // A queued request that is cancelled leaves the queue at once.
@@ -239,7 +272,10 @@ fn dropping_the_stream_frees_the_slot() {
     let engine = &*SMALL;
     RUNTIME.block_on(async {
         let mut stream = engine.generate(long_request(512)).await.unwrap();
-        assert!(matches!(stream.next().await, Some(Ok(GenerationEvent::Token(_)))));
+        assert!(matches!(
+            stream.next().await,
+            Some(Ok(GenerationEvent::Token(_)))
+        ));
         drop(stream);
         // With one slot, the next request only runs once the dropped one let go.
         let next = tokio::time::timeout(
@@ -249,7 +285,10 @@ fn dropping_the_stream_frees_the_slot() {
         .await
         .expect("the slot was freed")
         .unwrap();
-        assert!(matches!(next.finish_reason, FinishReason::Stop | FinishReason::Length));
+        assert!(matches!(
+            next.finish_reason,
+            FinishReason::Stop | FinishReason::Length
+        ));
     });
 }
 

@@ -177,7 +177,9 @@ impl GenerationRequest {
             return Err(LlmError::InvalidRequest("no messages".into()));
         }
         if self.max_tokens == 0 {
-            return Err(LlmError::InvalidRequest("max_tokens must be at least 1".into()));
+            return Err(LlmError::InvalidRequest(
+                "max_tokens must be at least 1".into(),
+            ));
         }
         if self.timeout.is_zero() {
             return Err(LlmError::InvalidRequest("timeout must be positive".into()));
@@ -379,7 +381,8 @@ mod tests {
 
     #[tokio::test]
     async fn complete_drains_the_stream() {
-        let llm: Arc<dyn LlmService> = Arc::new(ScriptedLlm::new("scripted", ["With", " food", "."]));
+        let llm: Arc<dyn LlmService> =
+            Arc::new(ScriptedLlm::new("scripted", ["With", " food", "."]));
         let mut stream = llm.generate(request()).await.unwrap();
         let mut tokens = Vec::new();
         let mut done = None;
@@ -407,9 +410,8 @@ mod tests {
         ]));
         assert_eq!(collect_completion(failing).await, Err(LlmError::TimedOut));
 
-        let truncated: TokenStream = Box::pin(stream::iter(vec![Ok(GenerationEvent::Token(
-            "a".into(),
-        ))]));
+        let truncated: TokenStream =
+            Box::pin(stream::iter(vec![Ok(GenerationEvent::Token("a".into()))]));
         assert!(matches!(
             collect_completion(truncated).await,
             Err(LlmError::ModelFailure(_))
@@ -451,7 +453,10 @@ mod tests {
         assert_eq!(back.max_tokens, 64);
         assert_eq!(back.sampling, req.sampling);
         assert_eq!(back.timeout, Duration::from_millis(1500));
-        assert!(!back.cancel.is_cancelled(), "a shipped request gets a fresh token");
+        assert!(
+            !back.cancel.is_cancelled(),
+            "a shipped request gets a fresh token"
+        );
 
         let greedy: GenerationRequest = serde_json::from_str(
             r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":8,"timeout_ms":100}"#,

@@ -76,19 +76,19 @@ impl LlmService for ScriptedLlm {
                 model_id: self.model_id.clone(),
                 finish_reason,
             };
-            let state = (tokens, Some(completion), req.cancel);
-            let events = stream::unfold(state, |(mut tokens, mut done, cancel)| async move {
-                if done.is_none() {
-                    return None;
-                }
+            let state = Some((tokens, completion, req.cancel));
+            let events = stream::unfold(state, |state| async move {
+                let (mut tokens, completion, cancel) = state?;
                 if cancel.is_cancelled() {
-                    return Some((Err(LlmError::Cancelled), (tokens, None, cancel)));
+                    return Some((Err(LlmError::Cancelled), None));
                 }
-                let event = match tokens.pop_front() {
-                    Some(token) => GenerationEvent::Token(token),
-                    None => GenerationEvent::Done(done.take()?),
-                };
-                Some((Ok(event), (tokens, done, cancel)))
+                match tokens.pop_front() {
+                    Some(token) => Some((
+                        Ok(GenerationEvent::Token(token)),
+                        Some((tokens, completion, cancel)),
+                    )),
+                    None => Some((Ok(GenerationEvent::Done(completion)), None)),
+                }
             });
             Ok(Box::pin(events) as TokenStream)
         })

@@ -50,7 +50,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Tests share 2 CPU cores; timing checks need them to run one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub fn ask(question: &str, max_tokens: u32) -> GenerationRequest {
@@ -89,7 +91,8 @@ pub fn process_cpu_time() -> Duration {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     Duration::from_millis(ticks * 10)
 }
 
