@@ -46,6 +46,8 @@ cmd_run() {
   setup_model
   log "building careloop"
   cargo build -p careloop --locked
+  log "preparing the model for the CPU engine (Q8_0; once)"
+  "$CARGO_TARGET_DIR/debug/careloop" model prepare
   log "starting careloop on http://127.0.0.1:${CARELOOP_SERVER__PORT:-8080} (Ctrl-C stops it)"
   exec "$CARGO_TARGET_DIR/debug/careloop" serve "$@"
 }

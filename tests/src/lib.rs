@@ -25,7 +25,10 @@ pub fn careloop_bin() -> anyhow::Result<PathBuf> {
         .context("test executable has no profile folder")?;
     let bin = profile_dir.join("careloop");
     if !bin.exists() {
-        bail!("{} is missing: run the tests with `./careloop.sh test` (cargo test --workspace)", bin.display());
+        bail!(
+            "{} is missing: run the tests with `./careloop.sh test` (cargo test --workspace)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -37,7 +40,10 @@ pub fn test_model() -> anyhow::Result<PathBuf> {
         None => workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
     };
     if !path.exists() {
-        bail!("test model {} is missing: run ./careloop.sh setup", path.display());
+        bail!(
+            "test model {} is missing: run ./careloop.sh setup",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -79,7 +85,12 @@ impl Careloop {
             cmd.env(k, v);
         }
         let child = cmd.spawn().context("spawn careloop")?;
-        Ok(Careloop { child, base_url: format!("http://127.0.0.1:{port}"), dir, stderr_path })
+        Ok(Careloop {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            dir,
+            stderr_path,
+        })
     }
 
     /// What the process wrote to stderr so far (its logs).
@@ -88,7 +99,12 @@ impl Careloop {
     }
 
     /// Polls `path` until it answers `status` or `timeout` passes.
-    pub async fn wait_for(&mut self, path: &str, status: u16, timeout: Duration) -> anyhow::Result<reqwest::Response> {
+    pub async fn wait_for(
+        &mut self,
+        path: &str,
+        status: u16,
+        timeout: Duration,
+    ) -> anyhow::Result<reqwest::Response> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + timeout;
         loop {
@@ -101,15 +117,25 @@ impl Careloop {
                 return Ok(resp);
             }
             if Instant::now() > deadline {
-                bail!("{path} did not answer {status} within {timeout:?}; logs:\n{}", self.logs());
+                bail!(
+                    "{path} did not answer {status} within {timeout:?}; logs:\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     /// Sends `signal` (e.g. "TERM") and waits for the process to exit.
-    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status()?;
+    pub fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -{signal} failed");
         }
@@ -157,15 +183,28 @@ impl TestDatabase {
     pub async fn create() -> anyhow::Result<TestDatabase> {
         let admin = postgres_admin_url();
         let name = format!("careloop_e2e_{}", uuid::Uuid::new_v4().simple());
-        let conn = Database::connect(&admin).await.context("connect to PostgreSQL")?;
-        conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
-        let base = admin.rsplit_once('/').map(|(b, _)| b).context("admin URL has no database")?;
-        Ok(TestDatabase { url: format!("{base}/{name}"), name })
+        let conn = Database::connect(&admin)
+            .await
+            .context("connect to PostgreSQL")?;
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .context("admin URL has no database")?;
+        Ok(TestDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        })
     }
 
     pub async fn drop_now(self) -> anyhow::Result<()> {
         let conn = Database::connect(&postgres_admin_url()).await?;
-        conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await?;
+        conn.execute_unprepared(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await?;
         Ok(())
     }
 }

@@ -12,7 +12,10 @@ const READY_WITHIN: Duration = Duration::from_secs(180);
 async fn embedded_default_serves_and_shuts_down_on_sigterm() {
     let mut app = Careloop::start(&["serve"], &[]).unwrap();
 
-    let health = app.wait_for("/healthz", 200, Duration::from_secs(30)).await.unwrap();
+    let health = app
+        .wait_for("/healthz", 200, Duration::from_secs(30))
+        .await
+        .unwrap();
     let body: serde_json::Value = health.json().await.unwrap();
     assert_eq!(body["status"], "ok");
 
@@ -28,13 +31,22 @@ async fn embedded_default_serves_and_shuts_down_on_sigterm() {
     assert!(data.join("careloop.sqlite").exists(), "database file");
     assert!(data.join("queue.sqlite").exists(), "queue file");
 
-    let status = app.signal_and_wait("TERM", Duration::from_secs(20)).unwrap();
-    assert!(status.success(), "exit status {status}; logs:\n{}", app.logs());
+    let status = app
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit status {status}; logs:\n{}",
+        app.logs()
+    );
     let logs = app.logs();
     assert!(logs.contains("shutting down"), "logs:\n{logs}");
     // Seed content was imported, and no message text or address appears in the logs.
     assert!(logs.contains("content imported"), "logs:\n{logs}");
-    assert!(!logs.contains("Type 2 diabetes means"), "content text leaked into logs");
+    assert!(
+        !logs.contains("Type 2 diabetes means"),
+        "content text leaked into logs"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +80,10 @@ async fn postgres_and_redis_by_configuration_alone() {
 async fn a_missing_model_fails_start_up_with_a_clear_message() {
     let mut app = Careloop::start(
         &["serve"],
-        &[("CARELOOP_LLM__MODEL_PATH", "/nonexistent/model.gguf".to_owned())],
+        &[(
+            "CARELOOP_LLM__MODEL_PATH",
+            "/nonexistent/model.gguf".to_owned(),
+        )],
     )
     .unwrap();
     let status = careloop_e2e::wait_timeout(&mut app.child, Duration::from_secs(30)).unwrap();
@@ -81,10 +96,18 @@ async fn a_missing_model_fails_start_up_with_a_clear_message() {
 #[tokio::test]
 async fn a_process_without_the_gateway_role_still_reports_health() {
     let mut app = Careloop::start(&["serve", "--roles", "reminders"], &[]).unwrap();
-    let ready = app.wait_for("/readyz", 200, Duration::from_secs(60)).await.unwrap();
+    let ready = app
+        .wait_for("/readyz", 200, Duration::from_secs(60))
+        .await
+        .unwrap();
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["queue"], "ok");
-    assert!(body["checks"].get("model").is_none(), "a reminders worker needs no model: {body}");
-    let status = app.signal_and_wait("TERM", Duration::from_secs(20)).unwrap();
+    assert!(
+        body["checks"].get("model").is_none(),
+        "a reminders worker needs no model: {body}"
+    );
+    let status = app
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .unwrap();
     assert!(status.success());
 }

@@ -13,7 +13,11 @@ pub fn check(dir: &Path) -> anyhow::Result<usize> {
 fn read(dir: &Path) -> anyhow::Result<Vec<ContentDocument>> {
     load_dir(dir).map_err(|errors: Vec<ContentError>| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!("{} problem(s) in content files:\n{}", errors.len(), lines.join("\n"))
+        anyhow::anyhow!(
+            "{} problem(s) in content files:\n{}",
+            errors.len(),
+            lines.join("\n")
+        )
     })
 }
 
@@ -31,7 +35,9 @@ pub struct ImportReport {
 /// The organization that owns content and patients of a single-tenant (embedded) install.
 pub const DEFAULT_ORGANIZATION: &str = "default";
 
-pub async fn default_organization(store: &careloop_store::Store) -> anyhow::Result<careloop_core::OrganizationId> {
+pub async fn default_organization(
+    store: &careloop_store::Store,
+) -> anyhow::Result<careloop_core::OrganizationId> {
     let slug: careloop_core::Slug = DEFAULT_ORGANIZATION.parse()?;
     let orgs = store.organizations();
     if let Some(org) = orgs.find_by_slug(&slug).await? {
@@ -43,7 +49,11 @@ pub async fn default_organization(store: &careloop_store::Store) -> anyhow::Resu
 /// Loads `dir` into the database: a file whose title or text differs from its item's latest
 /// version becomes a new draft version. In demo mode, seed drafts are approved at once (by the
 /// system, with audit entries); otherwise they wait for a reviewer.
-pub async fn import(store: &careloop_store::Store, dir: &Path, demo_mode: bool) -> anyhow::Result<ImportReport> {
+pub async fn import(
+    store: &careloop_store::Store,
+    dir: &Path,
+    demo_mode: bool,
+) -> anyhow::Result<ImportReport> {
     use careloop_core::ReviewState;
     use careloop_store::{Actor, NewContentItem, NewContentVersion};
 
@@ -53,7 +63,10 @@ pub async fn import(store: &careloop_store::Store, dir: &Path, demo_mode: bool) 
     let mut report = ImportReport::default();
     for doc in &docs {
         if let Some(condition) = &doc.condition {
-            store.conditions().upsert(condition, &condition.as_str().replace('_', " ")).await?;
+            store
+                .conditions()
+                .upsert(condition, &condition.as_str().replace('_', " "))
+                .await?;
         }
         let item = content
             .upsert_item(
@@ -62,7 +75,8 @@ pub async fn import(store: &careloop_store::Store, dir: &Path, demo_mode: bool) 
                     kind: doc.kind,
                     key: doc.key.clone(),
                     condition: doc.condition.clone(),
-                    topic: (doc.kind == careloop_core::ContentKind::Article).then(|| doc.key.clone()),
+                    topic: (doc.kind == careloop_core::ContentKind::Article)
+                        .then(|| doc.key.clone()),
                     language: doc.language,
                     reading_level: doc.reading_level,
                 },
@@ -78,12 +92,16 @@ pub async fn import(store: &careloop_store::Store, dir: &Path, demo_mode: bool) 
             _ => {
                 report.new_versions += 1;
                 content
-                    .add_version(org, item.id, NewContentVersion {
-                        title: doc.title.clone(),
-                        body: doc.body.clone(),
-                        front_matter: front_matter_json(doc),
-                        authored_by: None,
-                    })
+                    .add_version(
+                        org,
+                        item.id,
+                        NewContentVersion {
+                            title: doc.title.clone(),
+                            body: doc.body.clone(),
+                            front_matter: front_matter_json(doc),
+                            authored_by: None,
+                        },
+                    )
                     .await
                     .with_context(|| format!("importing {}", doc.path.display()))?
             }
@@ -91,7 +109,9 @@ pub async fn import(store: &careloop_store::Store, dir: &Path, demo_mode: bool) 
         if demo_mode && doc.seed {
             for next in [ReviewState::InReview, ReviewState::Approved] {
                 if version.review_state.can_move_to(next) {
-                    version = content.transition(org, version.id, next, &Actor::System).await?;
+                    version = content
+                        .transition(org, version.id, next, &Actor::System)
+                        .await?;
                     if next == ReviewState::Approved {
                         report.approved += 1;
                     }

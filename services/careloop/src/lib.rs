@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 pub use roles::{Role, Roles};
 
 #[derive(Debug, Parser)]
-#[command(name = "careloop", version, about = "Patient education and medication reminders")]
+#[command(
+    name = "careloop",
+    version,
+    about = "Patient education and medication reminders"
+)]
 pub struct Cli {
     /// A TOML settings file; `CARELOOP_*` variables override it.
     #[arg(long, global = true, env = "CARELOOP_CONFIG")]
@@ -42,6 +46,25 @@ pub enum Command {
     Content {
         #[command(subcommand)]
         action: ContentAction,
+    },
+    /// Local model files.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Rewrite a GGUF into the quantization the CPU engine runs fastest (Q4_1/Q5_x → Q8_0),
+    /// keeping the original. Does nothing when the output is already up to date.
+    Prepare {
+        /// The source GGUF (default: the model fetched by `./careloop.sh setup`).
+        #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+        input: PathBuf,
+        /// Where to write the prepared model (default: the input's name with `Q8_0`).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -76,7 +99,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     careloop_telemetry::init(settings.log.format == LogFormat::Json, &settings.log.filter)?;
     match cli.command {
         Command::Serve { roles } => serve::serve(settings, roles).await,
-        Command::Migrate { action } => migrate(&settings, action.unwrap_or(MigrateAction::Up)).await,
+        Command::Model {
+            action: ModelAction::Prepare { input, output },
+        } => {
+            let output = output.unwrap_or_else(|| prepared_name(&input));
+            model_prepare(&input, &output)
+        }
+        Command::Migrate { action } => {
+            migrate(&settings, action.unwrap_or(MigrateAction::Up)).await
+        }
         Command::Content { action } => match action {
             ContentAction::Check { dir } => {
                 let dir = dir.unwrap_or(settings.content.dir);
@@ -88,10 +119,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let store = serve::open_store(&settings).await?;
                 store.migrate().await.context("migrations")?;
                 let dir = dir.unwrap_or_else(|| settings.content.dir.clone());
-                content::import(&store, &dir, settings.demo_mode).await.map(|_| ())
+                content::import(&store, &dir, settings.demo_mode)
+                    .await
+                    .map(|_| ())
             }
         },
     }
+}
+
+/// `models/X.Q4_1.gguf` → `models/X.Q8_0.gguf`; any other name gets `.Q8_0` before `.gguf`.
+fn prepared_name(input: &std::path::Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = match stem.rsplit_once('.') {
+        Some((base, quant)) if quant.starts_with('Q') || quant.starts_with('q') => base.to_owned(),
+        _ => stem,
+    };
+    input.with_file_name(format!("{base}.Q8_0.gguf"))
+}
+
+fn model_prepare(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+    match careloop_llm::prepare_if_needed(input, output)? {
+        careloop_llm::Prepared::UpToDate {
+            output,
+            output_sha256,
+        } => {
+            tracing::info!(output = %output.display(), sha256 = %output_sha256, "prepared model already up to date");
+        }
+        careloop_llm::Prepared::Written(report) => {
+            tracing::info!(
+                source = %report.source.display(),
+                output = %report.output.display(),
+                converted = ?report.converted,
+                kept = report.kept,
+                sha256 = %report.output_sha256,
+                "model prepared"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {

@@ -57,7 +57,9 @@ impl FromStr for Roles {
             let role = Role::ALL
                 .into_iter()
                 .find(|r| r.as_str() == part)
-                .ok_or_else(|| format!("unknown role '{part}'; roles are: all, gateway, llm, reminders"))?;
+                .ok_or_else(|| {
+                    format!("unknown role '{part}'; roles are: all, gateway, llm, reminders")
+                })?;
             if !roles.contains(&role) {
                 roles.push(role);
             }
@@ -86,7 +88,12 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_empty() {
-        assert!("gateway,web".parse::<Roles>().unwrap_err().contains("unknown role 'web'"));
+        assert!(
+            "gateway,web"
+                .parse::<Roles>()
+                .unwrap_err()
+                .contains("unknown role 'web'")
+        );
         assert!(" , ".parse::<Roles>().is_err());
     }
 }

@@ -23,6 +23,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     tracing::info!(roles = %roles, "starting careloop");
+    let pool = llm_pool(&settings)?;
     let store = open_store(&settings).await?;
     if settings.database.migrate_on_start {
         store.migrate().await.context("migrations")?;
@@ -51,19 +52,44 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
 
     // The model loads in the background so /healthz answers at once; a model that cannot load
     // stops the process (fails start-up) with the loader's message.
-    let runs_model = roles.contains(Role::Llm) && settings.llm.mode == LlmMode::InProcess;
-    if roles.contains(Role::Gateway) && settings.llm.mode == LlmMode::InProcess && !roles.contains(Role::Llm) {
-        anyhow::bail!("llm.mode is in_process, so the gateway role needs the llm role in the same process (or set CARELOOP_LLM__MODE=remote)");
+    let runs_model = roles.contains(Role::Llm);
+    if roles.contains(Role::Gateway)
+        && settings.llm.mode == LlmMode::InProcess
+        && !roles.contains(Role::Llm)
+    {
+        anyhow::bail!(
+            "llm.mode is in_process, so the gateway role needs the llm role in the same process (or set CARELOOP_LLM__MODE=remote)"
+        );
     }
+    let shutdown = CancellationToken::new();
     let (model_failed_tx, mut model_failed) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    let mut llm_worker = None;
     if runs_model {
         let engine = careloop_llm::EngineHandle::load_in_background(engine_settings(&settings));
         let waiter = engine.clone();
-        tokio::spawn(async move {
+        let worker_pool = pool.clone();
+        let worker_options = worker_options(&settings);
+        let stop = shutdown.clone();
+        llm_worker = Some(tokio::spawn(async move {
             if let Err(err) = waiter.wait_ready().await {
                 let _ = model_failed_tx.send(anyhow::Error::new(err)).await;
+                return;
             }
-        });
+            // Remote mode: serve the Redis pool's jobs once the model is there.
+            if let Some(pool) = worker_pool {
+                let engine: Arc<dyn careloop_llm_api::LlmService> = Arc::new(waiter);
+                if let Err(err) =
+                    careloop_llm_redis::run_worker(engine, &pool, worker_options, stop).await
+                {
+                    let _ = model_failed_tx
+                        .send(
+                            anyhow::Error::new(err)
+                                .context("the LLM worker cannot join the Redis pool"),
+                        )
+                        .await;
+                }
+            }
+        }));
         checks.push(ReadinessCheck::new("model", move || {
             let state = engine.state();
             async move {
@@ -77,11 +103,31 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         }));
     }
 
+    if let (true, Some(pool)) = (roles.contains(Role::Gateway), &pool) {
+        let options = careloop_llm_redis::ClientOptions {
+            max_pending: settings.llm.max_queue.max(1),
+            ..Default::default()
+        };
+        let client = careloop_llm_redis::RedisLlmClient::connect(pool, options)
+            .await
+            .context("cannot reach the LLM worker pool (check CARELOOP_QUEUE__URL)")?;
+        checks.push(ReadinessCheck::new("model", move || {
+            let client = client.clone();
+            async move {
+                match client.workers().await {
+                    Ok(workers) if !workers.is_empty() => Ok(()),
+                    Ok(_) => Err("no live LLM worker".to_owned()),
+                    Err(_) => Err("worker pool unreachable".to_owned()),
+                }
+            }
+            .boxed()
+        }));
+    }
+
     if roles.contains(Role::Gateway) && settings.content.import_on_start {
         content::import(&store, &settings.content.dir, settings.demo_mode).await?;
     }
 
-    let shutdown = CancellationToken::new();
     let reminders = roles.contains(Role::Reminders).then(|| {
         let worker = careloop_reminders::run(
             queue.clone(),
@@ -97,7 +143,12 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         port: settings.server.port,
         shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
     };
-    let app = Application::build(&server_config, AppState { readiness: Arc::new(checks) })?;
+    let app = Application::build(
+        &server_config,
+        AppState {
+            readiness: Arc::new(checks),
+        },
+    )?;
     tracing::info!(host = %server_config.host, port = app.port(), "listening");
     let stop = app.stop_handle();
     let server = tokio::spawn(app.run_until_stopped());
@@ -113,8 +164,42 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     if let Some(reminders) = reminders {
         reminders.await.context("reminders task")??;
     }
+    if let Some(llm_worker) = llm_worker {
+        llm_worker.await.context("LLM worker task")?;
+    }
     tracing::info!("stopped");
     outcome
+}
+
+/// The Redis worker pool of `llm.mode = remote` (`None` in process).
+fn llm_pool(settings: &Settings) -> anyhow::Result<Option<careloop_llm_redis::PoolConfig>> {
+    if settings.llm.mode != LlmMode::Remote {
+        return Ok(None);
+    }
+    let Some(url) = &settings.queue.url else {
+        anyhow::bail!(
+            "llm.mode is remote (CARELOOP_LLM__MODE), which needs a Redis queue: set queue.url (CARELOOP_QUEUE__URL=redis://…)"
+        );
+    };
+    Ok(Some(careloop_llm_redis::PoolConfig::new(
+        url.expose_secret(),
+        settings.queue.namespace.clone(),
+    )))
+}
+
+fn worker_options(settings: &Settings) -> careloop_llm_redis::WorkerOptions {
+    let name = format!("{}-{}", std::process::id(), &uuid_suffix());
+    careloop_llm_redis::WorkerOptions::new(name, settings.llm.max_concurrency)
+        .with_lease(Duration::from_secs(settings.llm.lease_secs))
+}
+
+/// A short random suffix so worker names stay unique across hosts.
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos:08x}")
 }
 
 fn engine_settings(settings: &Settings) -> careloop_llm::LlmSettings {

@@ -18,8 +18,14 @@ pub struct ReadinessCheck {
 }
 
 impl ReadinessCheck {
-    pub fn new(name: &'static str, check: impl Fn() -> ProbeFuture + Send + Sync + 'static) -> Self {
-        Self { name, check: Arc::new(check) }
+    pub fn new(
+        name: &'static str,
+        check: impl Fn() -> ProbeFuture + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            check: Arc::new(check),
+        }
     }
 }
 
@@ -57,7 +63,10 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .into_iter()
         .map(|(name, r)| (name, r.err().unwrap_or_else(|| "ok".to_owned())))
         .collect();
-    let body = Readiness { status: if ready { "ready" } else { "not_ready" }, checks };
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks,
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {

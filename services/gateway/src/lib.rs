@@ -46,8 +46,9 @@ impl StopHandle {
 
 impl Application {
     pub fn build(config: &ServerConfig, state: AppState) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port)
+        })?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(state);
         let server = HttpServer::new(move || {

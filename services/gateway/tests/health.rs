@@ -12,9 +12,25 @@ use std::{
 use careloop_gateway::{AppState, Application, ReadinessCheck, ServerConfig};
 use futures::FutureExt;
 
-fn spawn(checks: Vec<ReadinessCheck>) -> (String, careloop_gateway::StopHandle, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let config = ServerConfig { host: "127.0.0.1".into(), port: 0, shutdown_timeout: Duration::from_secs(1) };
-    let app = Application::build(&config, AppState { readiness: Arc::new(checks) }).unwrap();
+fn spawn(
+    checks: Vec<ReadinessCheck>,
+) -> (
+    String,
+    careloop_gateway::StopHandle,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let config = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        shutdown_timeout: Duration::from_secs(1),
+    };
+    let app = Application::build(
+        &config,
+        AppState {
+            readiness: Arc::new(checks),
+        },
+    )
+    .unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     let stop = app.stop_handle();
     let task = tokio::spawn(app.run_until_stopped());
@@ -29,7 +45,14 @@ async fn readiness_follows_the_checks() {
         ReadinessCheck::new("database", || async { Ok(()) }.boxed()),
         ReadinessCheck::new("model", move || {
             let loaded = flag.load(Ordering::SeqCst);
-            async move { if loaded { Ok(()) } else { Err("loading".to_owned()) } }.boxed()
+            async move {
+                if loaded {
+                    Ok(())
+                } else {
+                    Err("loading".to_owned())
+                }
+            }
+            .boxed()
         }),
     ];
     let (url, stop, task) = spawn(checks);
@@ -58,7 +81,9 @@ async fn readiness_follows_the_checks() {
 
 #[tokio::test]
 async fn a_hanging_check_counts_as_not_ready() {
-    let checks = vec![ReadinessCheck::new("queue", || futures::future::pending().boxed())];
+    let checks = vec![ReadinessCheck::new("queue", || {
+        futures::future::pending().boxed()
+    })];
     let (url, stop, task) = spawn(checks);
     let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
     assert_eq!(response.status(), 503);

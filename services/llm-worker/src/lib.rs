@@ -27,6 +27,7 @@ mod engine;
 mod error;
 mod handle;
 mod hash;
+mod prepare;
 mod settings;
 
 pub use careloop_llm_api as api;
@@ -34,4 +35,5 @@ pub use engine::MistralEngine;
 pub use error::LoadError;
 pub use handle::{EngineHandle, LoadState};
 pub use hash::model_file_sha256;
+pub use prepare::{PrepareError, PrepareReport, Prepared, prepare, prepare_if_needed};
 pub use settings::LlmSettings;

@@ -25,14 +25,26 @@ pub enum Dispatch {
 
 /// Handles one due reminder: claims the occurrence exactly once and records it in the audit log.
 /// Rendering the template and sending through the channel outbox hang off this claim.
-pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, careloop_store::StoreError> {
+pub async fn dispatch(
+    store: &Store,
+    job: &ReminderDue,
+) -> Result<Dispatch, careloop_store::StoreError> {
     let occurrences = store.reminder_occurrences();
     let moved = occurrences
-        .transition_state(job.organization_id, job.occurrence_id, OccurrenceState::Planned, OccurrenceState::Dispatching)
+        .transition_state(
+            job.organization_id,
+            job.occurrence_id,
+            OccurrenceState::Planned,
+            OccurrenceState::Dispatching,
+        )
         .await?;
     let outcome = if moved {
         Dispatch::Claimed
-    } else if occurrences.get(job.organization_id, job.occurrence_id).await?.is_some() {
+    } else if occurrences
+        .get(job.organization_id, job.occurrence_id)
+        .await?
+        .is_some()
+    {
         Dispatch::AlreadyHandled
     } else {
         Dispatch::Gone

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use careloop_config::QueueBackend;
-use careloop_core::{ConsentState, OccurrenceState, OrganizationId, ReminderOccurrenceId, TimeZone};
+use careloop_core::{
+    ConsentState, OccurrenceState, OrganizationId, ReminderOccurrenceId, TimeZone,
+};
 use careloop_queue::{QueueConnection, ReminderDue};
 use careloop_reminders::{Dispatch, dispatch, run};
 use careloop_store::{NewPatient, NewReminderOccurrence, Store};
@@ -23,7 +25,12 @@ async fn fixture() -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("careloop.sqlite").display());
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    let org = store.organizations().create("Clinic", &"clinic".parse().unwrap()).await.unwrap().id;
+    let org = store
+        .organizations()
+        .create("Clinic", &"clinic".parse().unwrap())
+        .await
+        .unwrap()
+        .id;
     let patient = store
         .patients()
         .create(
@@ -56,38 +63,74 @@ async fn fixture() -> Fixture {
         .unwrap()
         .into_inner()
         .id;
-    Fixture { _dir: dir, store, org, occurrence }
+    Fixture {
+        _dir: dir,
+        store,
+        org,
+        occurrence,
+    }
 }
 
 async fn state(f: &Fixture) -> OccurrenceState {
-    f.store.reminder_occurrences().get(f.org, f.occurrence).await.unwrap().unwrap().state
+    f.store
+        .reminder_occurrences()
+        .get(f.org, f.occurrence)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
 }
 
 #[tokio::test]
 async fn dispatch_claims_once_and_ignores_redelivery() {
     let f = fixture().await;
-    let job = ReminderDue { organization_id: f.org, occurrence_id: f.occurrence };
+    let job = ReminderDue {
+        organization_id: f.org,
+        occurrence_id: f.occurrence,
+    };
     assert_eq!(dispatch(&f.store, &job).await.unwrap(), Dispatch::Claimed);
-    assert_eq!(dispatch(&f.store, &job).await.unwrap(), Dispatch::AlreadyHandled);
+    assert_eq!(
+        dispatch(&f.store, &job).await.unwrap(),
+        Dispatch::AlreadyHandled
+    );
     assert_eq!(state(&f).await, OccurrenceState::Dispatching);
-    let audit = f.store.audit().list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string()).await.unwrap();
+    let audit = f
+        .store
+        .audit()
+        .list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string())
+        .await
+        .unwrap();
     assert_eq!(audit.len(), 1, "one audit entry for one claim");
 
-    let unknown = ReminderDue { organization_id: f.org, occurrence_id: ReminderOccurrenceId::new() };
+    let unknown = ReminderDue {
+        organization_id: f.org,
+        occurrence_id: ReminderOccurrenceId::new(),
+    };
     assert_eq!(dispatch(&f.store, &unknown).await.unwrap(), Dispatch::Gone);
     // Another organization's id never reaches this organization's occurrence.
-    let other = ReminderDue { organization_id: OrganizationId::new(), occurrence_id: f.occurrence };
+    let other = ReminderDue {
+        organization_id: OrganizationId::new(),
+        occurrence_id: f.occurrence,
+    };
     assert_eq!(dispatch(&f.store, &other).await.unwrap(), Dispatch::Gone);
 }
 
 async fn worker_round_trip(backend: QueueBackend) {
     let f = fixture().await;
     let namespace = format!("test_{}", uuid_like());
-    let queue = QueueConnection::connect(&backend, &namespace).await.unwrap();
+    let queue = QueueConnection::connect(&backend, &namespace)
+        .await
+        .unwrap();
     queue.ping().await.unwrap();
-    let job = ReminderDue { organization_id: f.org, occurrence_id: f.occurrence };
+    let job = ReminderDue {
+        organization_id: f.org,
+        occurrence_id: f.occurrence,
+    };
     // The same job twice, as a redelivery would: the occurrence is still claimed once.
-    queue.enqueue_reminder(job.clone(), Utc::now()).await.unwrap();
+    queue
+        .enqueue_reminder(job.clone(), Utc::now())
+        .await
+        .unwrap();
     queue.enqueue_reminder(job, Utc::now()).await.unwrap();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -96,13 +139,25 @@ async fn worker_round_trip(backend: QueueBackend) {
     }));
     let deadline = Instant::now() + Duration::from_secs(30);
     while state(&f).await != OccurrenceState::Dispatching {
-        assert!(Instant::now() < deadline, "the worker did not pick up the job");
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not pick up the job"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), worker).await.unwrap().unwrap().unwrap();
-    let audit = f.store.audit().list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(15), worker)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let audit = f
+        .store
+        .audit()
+        .list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string())
+        .await
+        .unwrap();
     assert_eq!(audit.len(), 1);
 }
 
@@ -113,10 +168,16 @@ fn uuid_like() -> String {
 #[tokio::test]
 async fn worker_on_the_sqlite_queue() {
     let dir = tempfile::tempdir().unwrap();
-    worker_round_trip(QueueBackend::Sqlite { path: dir.path().join("queue.sqlite") }).await;
+    worker_round_trip(QueueBackend::Sqlite {
+        path: dir.path().join("queue.sqlite"),
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn worker_on_redis() {
-    worker_round_trip(QueueBackend::Redis { url: "redis://127.0.0.1:6379/".to_owned().into() }).await;
+    worker_round_trip(QueueBackend::Redis {
+        url: "redis://127.0.0.1:6379/".to_owned().into(),
+    })
+    .await;
 }

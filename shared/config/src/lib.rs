@@ -82,8 +82,12 @@ pub struct LlmSettings {
     pub model_id: String,
     /// Generations run at once by one engine.
     pub max_concurrency: usize,
-    /// Requests waiting for a free slot before new ones are refused as overloaded.
+    /// Requests waiting for a free slot before new ones are refused as overloaded. In `remote`
+    /// mode also the bound on jobs waiting or running in the Redis worker pool.
     pub max_queue: usize,
+    /// `remote` mode: seconds a job may go unrenewed before another LLM worker takes it over
+    /// (a live worker renews its jobs every third of it). Default 10.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,10 +129,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("queue.concurrency", "8"),
     ("queue.namespace", "careloop"),
     ("llm.mode", "in_process"),
-    ("llm.model_path", "./models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("llm.model_path", "./models/SmolLM2-135M-Instruct.Q8_0.gguf"),
     ("llm.model_id", "SmolLM2-135M-Instruct"),
     ("llm.max_concurrency", "1"),
     ("llm.max_queue", "32"),
+    ("llm.lease_secs", "10"),
     ("content.dir", "./content"),
     ("content.import_on_start", "true"),
     ("log.format", "json"),
@@ -173,29 +178,51 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, reason: &str| ConfigError::Invalid { field, reason: reason.to_owned() };
+        let invalid = |field, reason: &str| ConfigError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        };
         if self.llm.max_concurrency == 0 {
             return Err(invalid("llm.max_concurrency", "must be at least 1"));
+        }
+        if self.llm.lease_secs == 0 {
+            return Err(invalid("llm.lease_secs", "must be at least 1"));
         }
         if self.queue.concurrency == 0 {
             return Err(invalid("queue.concurrency", "must be at least 1"));
         }
         let namespace_ok = !self.queue.namespace.is_empty()
             && self.queue.namespace.len() <= 64
-            && self.queue.namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && self
+                .queue
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !namespace_ok {
-            return Err(invalid("queue.namespace", "must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'"));
+            return Err(invalid(
+                "queue.namespace",
+                "must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
+            ));
         }
         if let Some(url) = &self.database.url {
             let url = url.expose_secret();
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(invalid("database.url", "must start with sqlite: or postgres://"));
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(invalid(
+                    "database.url",
+                    "must start with sqlite: or postgres://",
+                ));
             }
         }
         if let Some(url) = &self.queue.url {
             let url = url.expose_secret();
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(invalid("queue.url", "must start with redis:// (leave unset for the SQLite queue)"));
+                return Err(invalid(
+                    "queue.url",
+                    "must start with redis:// (leave unset for the SQLite queue)",
+                ));
             }
         }
         Ok(())
@@ -215,7 +242,9 @@ impl Settings {
     pub fn queue_backend(&self) -> QueueBackend {
         match &self.queue.url {
             Some(url) => QueueBackend::Redis { url: url.clone() },
-            None => QueueBackend::Sqlite { path: self.data_dir.join("queue.sqlite") },
+            None => QueueBackend::Sqlite {
+                path: self.data_dir.join("queue.sqlite"),
+            },
         }
     }
 }
@@ -226,7 +255,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -235,8 +267,14 @@ mod tests {
         assert_eq!(s.server.host, "127.0.0.1");
         assert_eq!(s.server.port, 8080);
         assert_eq!(s.llm.mode, LlmMode::InProcess);
-        assert!(s.database_url().expose_secret().starts_with("sqlite://./data/careloop.sqlite"));
-        assert!(matches!(s.queue_backend(), QueueBackend::Sqlite { path } if path.ends_with("queue.sqlite")));
+        assert!(
+            s.database_url()
+                .expose_secret()
+                .starts_with("sqlite://./data/careloop.sqlite")
+        );
+        assert!(
+            matches!(s.queue_backend(), QueueBackend::Sqlite { path } if path.ends_with("queue.sqlite"))
+        );
     }
 
     #[test]
@@ -244,7 +282,10 @@ mod tests {
         let s = Settings::load_from(
             None,
             env(&[
-                ("CARELOOP_DATABASE__URL", "postgres://careloop:hunter2@db/careloop"),
+                (
+                    "CARELOOP_DATABASE__URL",
+                    "postgres://careloop:hunter2@db/careloop",
+                ),
                 ("CARELOOP_QUEUE__URL", "redis://127.0.0.1:6379"),
                 ("CARELOOP_SERVER__PORT", "9000"),
                 ("UNRELATED", "x"),
@@ -260,7 +301,10 @@ mod tests {
     fn secrets_never_print() {
         let s = Settings::load_from(
             None,
-            env(&[("CARELOOP_DATABASE__URL", "postgres://careloop:hunter2@db/careloop")]),
+            env(&[(
+                "CARELOOP_DATABASE__URL",
+                "postgres://careloop:hunter2@db/careloop",
+            )]),
         )
         .unwrap();
         let printed = format!("{s:?}");
@@ -271,8 +315,13 @@ mod tests {
     fn file_layer_then_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("careloop.toml");
-        std::fs::write(&file, "[server]\nport = 7000\nhost = \"0.0.0.0\"\n[llm]\nmax_concurrency = 4\n").unwrap();
-        let s = Settings::load_from(Some(&file), env(&[("CARELOOP_SERVER__PORT", "7001")])).unwrap();
+        std::fs::write(
+            &file,
+            "[server]\nport = 7000\nhost = \"0.0.0.0\"\n[llm]\nmax_concurrency = 4\n",
+        )
+        .unwrap();
+        let s =
+            Settings::load_from(Some(&file), env(&[("CARELOOP_SERVER__PORT", "7001")])).unwrap();
         assert_eq!(s.server.port, 7001);
         assert_eq!(s.server.host, "0.0.0.0");
         assert_eq!(s.llm.max_concurrency, 4);
@@ -280,13 +329,17 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = Settings::load_from(None, env(&[("CARELOOP_QUEUE__URL", "amqp://x")])).unwrap_err();
+        let err =
+            Settings::load_from(None, env(&[("CARELOOP_QUEUE__URL", "amqp://x")])).unwrap_err();
         assert!(err.to_string().contains("queue.url"), "{err}");
-        let err = Settings::load_from(None, env(&[("CARELOOP_LLM__MAX_CONCURRENCY", "0")])).unwrap_err();
+        let err =
+            Settings::load_from(None, env(&[("CARELOOP_LLM__MAX_CONCURRENCY", "0")])).unwrap_err();
         assert!(err.to_string().contains("llm.max_concurrency"), "{err}");
-        let err = Settings::load_from(None, env(&[("CARELOOP_SERVER__PORT", "eighty")])).unwrap_err();
+        let err =
+            Settings::load_from(None, env(&[("CARELOOP_SERVER__PORT", "eighty")])).unwrap_err();
         assert!(err.to_string().to_lowercase().contains("port"), "{err}");
-        let err = Settings::load_from(Some(Path::new("/nonexistent/careloop.toml")), env(&[])).unwrap_err();
+        let err = Settings::load_from(Some(Path::new("/nonexistent/careloop.toml")), env(&[]))
+            .unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
     }
 }

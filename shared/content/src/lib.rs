@@ -81,10 +81,16 @@ struct RawSource {
 impl ContentDocument {
     /// Parses one file's text; `path` is only used in errors and kept for provenance.
     pub fn parse(path: &Path, text: &str) -> Result<ContentDocument, ContentError> {
-        let err = |problem: String| ContentError { path: path.to_path_buf(), problem };
+        let err = |problem: String| ContentError {
+            path: path.to_path_buf(),
+            problem,
+        };
         let field = |e: ParseError| err(e.to_string());
 
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
+        let text = text
+            .strip_prefix('\u{feff}')
+            .unwrap_or(text)
+            .replace("\r\n", "\n");
         let rest = text
             .strip_prefix("+++\n")
             .ok_or_else(|| err("must start with a +++ line opening the front matter".into()))?;
@@ -96,9 +102,16 @@ impl ContentDocument {
             toml::from_str(header).map_err(|e| err(format!("front matter: {}", e.message())))?;
 
         let kind: ContentKind = front.kind.parse().map_err(field)?;
-        let condition = front.condition.as_deref().map(str::parse::<Slug>).transpose().map_err(field)?;
+        let condition = front
+            .condition
+            .as_deref()
+            .map(str::parse::<Slug>)
+            .transpose()
+            .map_err(field)?;
         if kind == ContentKind::Article && condition.is_none() {
-            return Err(err("invalid condition: an article must name its condition".into()));
+            return Err(err(
+                "invalid condition: an article must name its condition".into()
+            ));
         }
         let title = front.title.trim().to_owned();
         if title.is_empty() {
@@ -109,14 +122,18 @@ impl ContentDocument {
             return Err(err("invalid body: must not be empty".into()));
         }
         if body.chars().count() > MAX_BODY_CHARS {
-            return Err(err(format!("invalid body: must be at most {MAX_BODY_CHARS} characters")));
+            return Err(err(format!(
+                "invalid body: must be at most {MAX_BODY_CHARS} characters"
+            )));
         }
         if front.version == 0 {
             return Err(err("invalid version: must be 1 or more".into()));
         }
         for source in &front.sources {
             if !source.url.starts_with("https://") {
-                return Err(err("invalid sources: every url must start with https://".into()));
+                return Err(err(
+                    "invalid sources: every url must start with https://".into()
+                ));
             }
         }
         Ok(ContentDocument {
@@ -132,7 +149,10 @@ impl ContentDocument {
             sources: front
                 .sources
                 .into_iter()
-                .map(|s| Source { title: s.title, url: s.url })
+                .map(|s| Source {
+                    title: s.title,
+                    url: s.url,
+                })
                 .collect(),
             seed: front.seed,
             body,
@@ -141,7 +161,13 @@ impl ContentDocument {
 
     /// The identity of the item this file is a version of.
     pub fn identity(&self) -> (ContentKind, &Slug, Option<&Slug>, Language, ReadingLevel) {
-        (self.kind, &self.key, self.condition.as_ref(), self.language, self.reading_level)
+        (
+            self.kind,
+            &self.key,
+            self.condition.as_ref(),
+            self.language,
+            self.reading_level,
+        )
     }
 }
 
@@ -169,17 +195,27 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ContentDocument>, Vec<ContentError>> {
                 }
                 Err(e) => errors.push(e),
             },
-            Err(e) => errors.push(ContentError { path, problem: format!("cannot read: {e}") }),
+            Err(e) => errors.push(ContentError {
+                path,
+                problem: format!("cannot read: {e}"),
+            }),
         }
     }
-    if errors.is_empty() { Ok(docs) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
 }
 
 fn collect_markdown(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ContentError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(ContentError { path: dir.to_path_buf(), problem: format!("cannot read folder: {e}") });
+            errors.push(ContentError {
+                path: dir.to_path_buf(),
+                problem: format!("cannot read folder: {e}"),
+            });
             return;
         }
     };
@@ -224,11 +260,26 @@ mod tests {
         let no_header = ContentDocument::parse(Path::new("y.md"), "just text").unwrap_err();
         assert!(no_header.problem.contains("+++"));
         let unknown = GOOD.replace("seed = true", "seed = true\ncolour = \"red\"");
-        assert!(ContentDocument::parse(Path::new("z.md"), &unknown).unwrap_err().problem.contains("colour"));
+        assert!(
+            ContentDocument::parse(Path::new("z.md"), &unknown)
+                .unwrap_err()
+                .problem
+                .contains("colour")
+        );
         let no_condition = GOOD.replace("condition = \"type2_diabetes\"\n", "");
-        assert!(ContentDocument::parse(Path::new("c.md"), &no_condition).unwrap_err().problem.contains("condition"));
+        assert!(
+            ContentDocument::parse(Path::new("c.md"), &no_condition)
+                .unwrap_err()
+                .problem
+                .contains("condition")
+        );
         let insecure = GOOD.replace("https://medlineplus", "http://medlineplus");
-        assert!(ContentDocument::parse(Path::new("s.md"), &insecure).unwrap_err().problem.contains("sources"));
+        assert!(
+            ContentDocument::parse(Path::new("s.md"), &insecure)
+                .unwrap_err()
+                .problem
+                .contains("sources")
+        );
     }
 
     #[test]
@@ -251,8 +302,13 @@ mod tests {
     #[test]
     fn the_shipped_content_folder_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../content");
-        let docs = load_dir(&dir).map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap();
+        let docs = load_dir(&dir)
+            .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+            .unwrap();
         assert!(!docs.is_empty());
-        assert!(docs.iter().all(|d| d.seed), "every shipped file is marked as seed content");
+        assert!(
+            docs.iter().all(|d| d.seed),
+            "every shipped file is marked as seed content"
+        );
     }
 }

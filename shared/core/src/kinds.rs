@@ -123,7 +123,10 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.as_str().to_uppercase().parse::<Role>().unwrap(), *role);
         }
-        assert_eq!("web_chat".parse::<ChannelKind>().unwrap(), ChannelKind::WebChat);
+        assert_eq!(
+            "web_chat".parse::<ChannelKind>().unwrap(),
+            ChannelKind::WebChat
+        );
     }
 
     #[test]

@@ -156,9 +156,15 @@ impl fmt::Display for TimeZone {
 impl FromStr for TimeZone {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.trim().parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| {
-            ParseError::new("timezone", "must be an IANA time zone name such as Europe/Berlin")
-        })
+        s.trim()
+            .parse::<chrono_tz::Tz>()
+            .map(TimeZone)
+            .map_err(|_| {
+                ParseError::new(
+                    "timezone",
+                    "must be an IANA time zone name such as Europe/Berlin",
+                )
+            })
     }
 }
 
@@ -172,10 +178,7 @@ impl RecurrenceRule {
     }
 
     /// The validated rule for a first occurrence at `dt_start`.
-    pub fn to_rrule(
-        &self,
-        dt_start: DateTime<rrule::Tz>,
-    ) -> Result<rrule::RRuleSet, ParseError> {
+    pub fn to_rrule(&self, dt_start: DateTime<rrule::Tz>) -> Result<rrule::RRuleSet, ParseError> {
         parse_rrule(&self.0)?
             .build(dt_start)
             .map_err(|e| ParseError::new("recurrence_rule", e.to_string()))
@@ -189,7 +192,10 @@ fn parse_rrule(s: &str) -> Result<rrule::RRule<rrule::Unvalidated>, ParseError> 
         return Err(ParseError::new("recurrence_rule", "must not be empty"));
     }
     if body.contains(['\n', '\r']) {
-        return Err(ParseError::new("recurrence_rule", "must be a single RRULE line"));
+        return Err(ParseError::new(
+            "recurrence_rule",
+            "must be a single RRULE line",
+        ));
     }
     body.parse::<rrule::RRule<rrule::Unvalidated>>()
         .map_err(|e| ParseError::new("recurrence_rule", e.to_string()))
@@ -298,7 +304,12 @@ impl QuietHours {
 
 impl fmt::Display for QuietHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
     }
 }
 
@@ -396,7 +407,10 @@ impl FromStr for TelegramChatId {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().parse::<i64>() {
-            Ok(0) | Err(_) => Err(ParseError::new("telegram_chat_id", "must be a non-zero integer")),
+            Ok(0) | Err(_) => Err(ParseError::new(
+                "telegram_chat_id",
+                "must be a non-zero integer",
+            )),
             Ok(id) => Ok(Self(id)),
         }
     }
@@ -425,7 +439,8 @@ impl FromStr for Slug {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_CHARS
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if ok {
             Ok(Slug(s.to_owned()))
         } else {
@@ -438,8 +453,16 @@ impl FromStr for Slug {
 }
 
 serde_via_str!(
-    Language, ReadingLevel, TimeZone, RecurrenceRule, EmailAddress, QuietHours, DisplayName,
-    DoseText, MedicineName, Slug
+    Language,
+    ReadingLevel,
+    TimeZone,
+    RecurrenceRule,
+    EmailAddress,
+    QuietHours,
+    DisplayName,
+    DoseText,
+    MedicineName,
+    Slug
 );
 
 /// The current time, behind a trait so schedules can be tested with a controllable clock.
@@ -481,21 +504,33 @@ mod tests {
     #[test]
     fn reading_level_parses() {
         assert_eq!("Easy".parse::<ReadingLevel>().unwrap(), ReadingLevel::Easy);
-        assert_eq!("college".parse::<ReadingLevel>().unwrap_err().field, "reading_level");
+        assert_eq!(
+            "college".parse::<ReadingLevel>().unwrap_err().field,
+            "reading_level"
+        );
         assert_eq!(ReadingLevel::Standard.simpler(), ReadingLevel::Easy);
     }
 
     #[test]
     fn timezone_accepts_iana_and_rejects_others() {
-        assert_eq!("America/New_York".parse::<TimeZone>().unwrap().name(), "America/New_York");
+        assert_eq!(
+            "America/New_York".parse::<TimeZone>().unwrap().name(),
+            "America/New_York"
+        );
         for bad in ["Mars/Olympus", "", "GMT+25", "europe berlin"] {
-            assert_eq!(bad.parse::<TimeZone>().unwrap_err().field, "timezone", "{bad}");
+            assert_eq!(
+                bad.parse::<TimeZone>().unwrap_err().field,
+                "timezone",
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn rrule_is_validated_and_normalised() {
-        let r: RecurrenceRule = "RRULE:FREQ=DAILY;BYHOUR=8,20;BYMINUTE=0;BYSECOND=0".parse().unwrap();
+        let r: RecurrenceRule = "RRULE:FREQ=DAILY;BYHOUR=8,20;BYMINUTE=0;BYSECOND=0"
+            .parse()
+            .unwrap();
         assert!(r.as_str().starts_with("FREQ=DAILY"), "{r}");
         let every_other_day: RecurrenceRule = "FREQ=DAILY;INTERVAL=2".parse().unwrap();
         assert!(every_other_day.as_str().contains("INTERVAL=2"));
@@ -504,7 +539,13 @@ mod tests {
 
     #[test]
     fn rrule_rejects_garbage_with_field_name() {
-        for bad in ["", "FREQ=SOMETIMES", "BYHOUR=8", "FREQ=DAILY;BYHOUR=25", "FREQ=DAILY\nRRULE:FREQ=DAILY"] {
+        for bad in [
+            "",
+            "FREQ=SOMETIMES",
+            "BYHOUR=8",
+            "FREQ=DAILY;BYHOUR=25",
+            "FREQ=DAILY\nRRULE:FREQ=DAILY",
+        ] {
             let err = bad.parse::<RecurrenceRule>().unwrap_err();
             assert_eq!(err.field, "recurrence_rule", "{bad}: {err}");
         }
@@ -515,8 +556,19 @@ mod tests {
         let e: EmailAddress = " Ana.Perez@Example.ORG ".parse().unwrap();
         assert_eq!(e.as_str(), "Ana.Perez@example.org");
         assert_eq!(format!("{e:?}"), "EmailAddress(<redacted>)");
-        for bad in ["", "ana", "ana@", "@example.org", "ana@example", "Ana <ana@example.org>"] {
-            assert_eq!(bad.parse::<EmailAddress>().unwrap_err().field, "email", "{bad}");
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.org",
+            "ana@example",
+            "Ana <ana@example.org>",
+        ] {
+            assert_eq!(
+                bad.parse::<EmailAddress>().unwrap_err().field,
+                "email",
+                "{bad}"
+            );
         }
     }
 
@@ -533,7 +585,11 @@ mod tests {
         assert!(day.contains(t(13, 0)) && !day.contains(t(15, 0)));
         assert_eq!(q.to_string(), "22:00-07:00");
         for bad in ["22-07", "25:00-07:00", "08:00-08:00", ""] {
-            assert_eq!(bad.parse::<QuietHours>().unwrap_err().field, "quiet_hours", "{bad}");
+            assert_eq!(
+                bad.parse::<QuietHours>().unwrap_err().field,
+                "quiet_hours",
+                "{bad}"
+            );
         }
     }
 
@@ -541,8 +597,14 @@ mod tests {
     fn bounded_text_limits_and_redacts() {
         let long = "x".repeat(201);
         let err = long.parse::<DoseText>().unwrap_err();
-        assert_eq!(err.to_string(), "invalid dose_text: must be at most 200 characters");
-        assert_eq!("  ".parse::<DisplayName>().unwrap_err().field, "display_name");
+        assert_eq!(
+            err.to_string(),
+            "invalid dose_text: must be at most 200 characters"
+        );
+        assert_eq!(
+            "  ".parse::<DisplayName>().unwrap_err().field,
+            "display_name"
+        );
         let name: DisplayName = "Ana".parse().unwrap();
         assert_eq!(format!("{name:?}"), "DisplayName(<redacted>)");
     }
@@ -551,7 +613,10 @@ mod tests {
     fn slugs_and_chat_ids() {
         assert!("type2_diabetes".parse::<Slug>().is_ok());
         assert_eq!("Type 2".parse::<Slug>().unwrap_err().field, "slug");
-        assert_eq!("0".parse::<TelegramChatId>().unwrap_err().field, "telegram_chat_id");
+        assert_eq!(
+            "0".parse::<TelegramChatId>().unwrap_err().field,
+            "telegram_chat_id"
+        );
         assert_eq!("-100123".parse::<TelegramChatId>().unwrap().get(), -100123);
     }
 

@@ -11,7 +11,13 @@
 //! * **Stream contract.** A [`TokenStream`] yields zero or more
 //!   [`GenerationEvent::Token`] items followed by exactly one terminal item, either
 //!   `Ok(GenerationEvent::Done(..))` or `Err(LlmError)`, and then ends. The text of
-//!   `Done` is the concatenation of all `Token`s of that stream.
+//!   `Done` is the concatenation of all `Token`s of that stream after its last
+//!   [`GenerationEvent::Reset`] (if any).
+//! * **Reset.** A remote transport whose job was taken over by another worker (the first
+//!   one died) restarts the answer: it yields [`GenerationEvent::Reset`], meaning "discard
+//!   the text received so far", followed by the tokens of the new attempt. In-process
+//!   engines never yield it. A caller that only needs the final answer can ignore it:
+//!   `Done.text` is always authoritative.
 //! * **Dropping the stream cancels the generation**, exactly like cancelling
 //!   [`GenerationRequest::cancel`]; implementations must stop spending compute on it.
 //! * **Deadline.** [`GenerationRequest::timeout`] is a budget relative to the moment
@@ -248,6 +254,9 @@ pub enum GenerationEvent {
     Token(String),
     /// The end of the answer; always the last item of a successful stream.
     Done(Completion),
+    /// The answer restarts (a remote job was taken over by another worker): discard the
+    /// `Token` text received so far. Never the last item.
+    Reset,
 }
 
 impl fmt::Debug for GenerationEvent {
@@ -255,6 +264,7 @@ impl fmt::Debug for GenerationEvent {
         match self {
             Self::Token(text) => f.debug_struct("Token").field("len", &text.len()).finish(),
             Self::Done(completion) => f.debug_tuple("Done").field(completion).finish(),
+            Self::Reset => f.write_str("Reset"),
         }
     }
 }
@@ -340,7 +350,7 @@ impl<T: LlmService + ?Sized> LlmService for Arc<T> {
 pub async fn collect_completion(mut stream: TokenStream) -> Result<Completion, LlmError> {
     while let Some(event) = stream.next().await {
         match event? {
-            GenerationEvent::Token(_) => {}
+            GenerationEvent::Token(_) | GenerationEvent::Reset => {}
             GenerationEvent::Done(completion) => return Ok(completion),
         }
     }
@@ -390,6 +400,7 @@ mod tests {
             match event.unwrap() {
                 GenerationEvent::Token(t) => tokens.push(t),
                 GenerationEvent::Done(c) => done = Some(c),
+                GenerationEvent::Reset => tokens.clear(),
             }
         }
         let done = done.unwrap();
@@ -469,6 +480,7 @@ mod tests {
     fn events_and_errors_round_trip_through_json() {
         let events = vec![
             GenerationEvent::Token("x".into()),
+            GenerationEvent::Reset,
             GenerationEvent::Done(Completion {
                 text: "x".into(),
                 usage: Usage {

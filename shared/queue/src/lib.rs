@@ -29,7 +29,10 @@ const REMINDER_QUEUE: &str = "reminder_due";
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("could not create the queue folder {path}: {source}")]
-    Folder { path: String, source: std::io::Error },
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("SQLite queue unavailable: {0}")]
     Sqlite(#[from] apalis_sqlite::SqlxError),
     #[error("SQLite queue set-up failed: {0}")]
@@ -65,13 +68,18 @@ impl QueueConnection {
     /// Connects and, for SQLite, creates the file and applies apalis's own schema.
     pub async fn connect(backend: &QueueBackend, namespace: &str) -> Result<Self, QueueError> {
         let storage = match backend {
-            QueueBackend::Sqlite { path } => QueueStorage::Sqlite(Self::connect_sqlite(path).await?),
+            QueueBackend::Sqlite { path } => {
+                QueueStorage::Sqlite(Self::connect_sqlite(path).await?)
+            }
             QueueBackend::Redis { url } => {
                 let client = redis::Client::open(url.expose_secret())?;
                 QueueStorage::Redis(ConnectionManager::new(client).await?)
             }
         };
-        Ok(QueueConnection { storage, namespace: namespace.to_owned() })
+        Ok(QueueConnection {
+            storage,
+            namespace: namespace.to_owned(),
+        })
     }
 
     pub fn storage(&self) -> &QueueStorage {
@@ -94,7 +102,10 @@ impl QueueConnection {
             .filename(path)
             .create_if_missing(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         SqliteStorage::setup(&pool)
             .await
             .map_err(|e| QueueError::SqliteSetup(e.to_string()))?;
@@ -126,21 +137,35 @@ impl QueueConnection {
 
     /// The SQLite storage for reminder jobs (for building workers).
     pub fn sqlite_reminders(&self, pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
-        SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(self.reminder_queue()))
+        SqliteStorage::new(pool)
+            .with_config(apalis_sqlite::Config::default().queue(self.reminder_queue()))
     }
 
     /// The Redis storage for reminder jobs (for building workers).
     pub fn redis_reminders(&self, conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
-        RedisStorage::new(conn.clone()).with_config(apalis_redis::Config::default().queue(self.reminder_queue()))
+        RedisStorage::new(conn.clone())
+            .with_config(apalis_redis::Config::default().queue(self.reminder_queue()))
     }
 
     /// Enqueues a reminder to run at `due` (at once when `due` has passed).
-    pub async fn enqueue_reminder(&self, job: ReminderDue, due: DateTime<Utc>) -> Result<(), QueueError> {
+    pub async fn enqueue_reminder(
+        &self,
+        job: ReminderDue,
+        due: DateTime<Utc>,
+    ) -> Result<(), QueueError> {
         let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         let task = TaskBuilder::new(job).run_after(delay).build();
         let pushed = match &self.storage {
-            QueueStorage::Sqlite(pool) => self.sqlite_reminders(pool).push_task(task).await.map_err(|e| e.to_string()),
-            QueueStorage::Redis(conn) => self.redis_reminders(conn).push_task(task).await.map_err(|e| e.to_string()),
+            QueueStorage::Sqlite(pool) => self
+                .sqlite_reminders(pool)
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+            QueueStorage::Redis(conn) => self
+                .redis_reminders(conn)
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
         };
         pushed.map_err(QueueError::Push)
     }
