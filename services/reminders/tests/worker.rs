@@ -71,6 +71,16 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// Audit entries recorded for the fixture's occurrence (one per claim).
+async fn claims(f: &Fixture) -> usize {
+    f.store
+        .audit()
+        .list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string())
+        .await
+        .unwrap()
+        .len()
+}
+
 async fn state(f: &Fixture) -> OccurrenceState {
     f.store
         .reminder_occurrences()
@@ -94,13 +104,7 @@ async fn dispatch_claims_once_and_ignores_redelivery() {
         Dispatch::AlreadyHandled
     );
     assert_eq!(state(&f).await, OccurrenceState::Dispatching);
-    let audit = f
-        .store
-        .audit()
-        .list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string())
-        .await
-        .unwrap();
-    assert_eq!(audit.len(), 1, "one audit entry for one claim");
+    assert_eq!(claims(&f).await, 1, "one audit entry for one claim");
 
     let unknown = ReminderDue {
         organization_id: f.org,
@@ -152,13 +156,11 @@ async fn worker_round_trip(backend: QueueBackend) {
         .unwrap()
         .unwrap()
         .unwrap();
-    let audit = f
-        .store
-        .audit()
-        .list_for_entity(f.org, "reminder_occurrence", &f.occurrence.to_string())
-        .await
-        .unwrap();
-    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        claims(&f).await,
+        1,
+        "a redelivered job claims nothing twice"
+    );
 }
 
 fn uuid_like() -> String {
