@@ -133,6 +133,21 @@ async fn reply_events(pool: &PoolConfig, job_id: &str) -> Vec<WireEvent> {
         .collect()
 }
 
+/// Writes a job envelope straight to the jobs stream (as a client or a redelivery would) and
+/// waits until a worker has taken and finished it.
+async fn push_raw_job(pool: &PoolConfig, envelope: &impl serde::Serialize) {
+    let _: String = conn()
+        .await
+        .xadd(
+            format!("{}:llm:jobs", pool.namespace),
+            "*",
+            &[("job", serde_json::to_string(envelope).unwrap())],
+        )
+        .await
+        .unwrap();
+    wait_jobs_drained(pool).await;
+}
+
 async fn wait_jobs_drained(pool: &PoolConfig) {
     let key = format!("{}:llm:jobs", pool.namespace);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,16 +221,7 @@ async fn the_deadline_times_out_and_late_jobs_are_not_started() {
         deadline_ms: 1,
         reply_key: format!("{}:llm:reply:{job_id}", pool.namespace),
     };
-    let _: String = conn()
-        .await
-        .xadd(
-            format!("{}:llm:jobs", pool.namespace),
-            "*",
-            &[("job", serde_json::to_string(&envelope).unwrap())],
-        )
-        .await
-        .unwrap();
-    wait_jobs_drained(&pool).await;
+    push_raw_job(&pool, &envelope).await;
     assert_eq!(
         reply_events(&pool, &job_id).await,
         vec![WireEvent::Error(LlmError::TimedOut)]
@@ -438,15 +444,7 @@ async fn a_redelivered_answered_job_is_not_answered_twice() {
         deadline_ms: u64::MAX / 2,
         reply_key: keys[0].clone(),
     };
-    let _: String = c
-        .xadd(
-            format!("{}:llm:jobs", pool.namespace),
-            "*",
-            &[("job", serde_json::to_string(&envelope).unwrap())],
-        )
-        .await
-        .unwrap();
-    wait_jobs_drained(&pool).await;
+    push_raw_job(&pool, &envelope).await;
     let after = reply_events(&pool, &job_id).await;
     assert_eq!(before, after, "the redelivered job was answered again");
     assert_eq!(after.iter().filter(|e| e.is_final()).count(), 1);
