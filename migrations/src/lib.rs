@@ -7,13 +7,34 @@
 
 mod m20250601_000001_initial_schema;
 mod m20250601_000002_audit_log_append_only;
+mod m20261127_000003_alerts_and_dialogs;
 
 pub use m20250601_000002_audit_log_append_only::APPEND_ONLY_MESSAGE;
 use sea_orm_migration::async_trait;
 pub use sea_orm_migration::{MigrationTrait, MigratorTrait, sea_orm};
 
 /// Every table the migrations create (not counting `seaql_migrations`, the migration ledger).
-pub const TABLES: &[&str] = m20250601_000001_initial_schema::CREATE_ORDER;
+pub const TABLES: &[&str] = &[
+    "organizations",
+    "staff_users",
+    "patients",
+    "patient_channel_opt_outs",
+    "conditions",
+    "patient_conditions",
+    "channel_identities",
+    "content_items",
+    "content_versions",
+    "conversations",
+    "messages",
+    "medication_schedules",
+    "campaigns",
+    "reminder_occurrences",
+    "delivery_attempts",
+    "adherence_events",
+    "audit_log",
+    "alerts",
+    "patient_dialogs",
+];
 
 /// The careloop migrations, in order.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,6 +46,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250601_000001_initial_schema::Migration),
             Box::new(m20250601_000002_audit_log_append_only::Migration),
+            Box::new(m20261127_000003_alerts_and_dialogs::Migration),
         ]
     }
 }
@@ -47,6 +69,12 @@ mod tests {
         rows.iter()
             .map(|r| r.try_get::<String>("", "name").unwrap())
             .collect()
+    }
+
+    #[test]
+    fn tables_lists_the_initial_schema_first() {
+        let initial = m20250601_000001_initial_schema::CREATE_ORDER;
+        assert_eq!(&TABLES[..initial.len()], initial);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! is decided by `--roles`; storage and queue are decided by settings alone.
 
 mod content;
+mod eval;
 mod roles;
 mod serve;
 
@@ -51,6 +52,25 @@ pub enum Command {
     Model {
         #[command(subcommand)]
         action: ModelAction,
+    },
+    /// Measure the conversation engine on the labelled sets (prints Markdown for BENCHMARKS.md).
+    Eval {
+        #[command(subcommand)]
+        action: EvalAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalAction {
+    /// Triage and retrieval on the labelled sets, latency of the non-model path, and with
+    /// `--with-model` the share of model answers that pass the checks.
+    Conversation {
+        /// Also answer the labelled questions with the configured model (minutes on a CPU).
+        #[arg(long)]
+        with_model: bool,
+        /// Answer at most this many questions with the model.
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 
@@ -104,6 +124,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let output = output.unwrap_or_else(|| prepared_name(&input));
             model_prepare(&input, &output)
+        }
+        Command::Eval {
+            action: EvalAction::Conversation { with_model, limit },
+        } => {
+            let llm: Option<std::sync::Arc<dyn careloop_llm_api::LlmService>> = if with_model {
+                let engine = careloop_llm::EngineHandle::load_in_background(
+                    serve::engine_settings(&settings),
+                );
+                engine.wait_ready().await?;
+                Some(std::sync::Arc::new(engine))
+            } else {
+                None
+            };
+            let report = eval::conversation(&settings, llm, limit).await?;
+            std::io::Write::write_all(&mut std::io::stdout(), report.as_bytes())?;
+            Ok(())
         }
         Command::Migrate { action } => {
             migrate(&settings, action.unwrap_or(MigrateAction::Up)).await

@@ -64,8 +64,12 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (model_failed_tx, mut model_failed) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
     let mut llm_worker = None;
+    let mut llm_service: Option<Arc<dyn careloop_llm_api::LlmService>> = None;
     if runs_model {
         let engine = careloop_llm::EngineHandle::load_in_background(engine_settings(&settings));
+        if pool.is_none() {
+            llm_service = Some(Arc::new(engine.clone()));
+        }
         let waiter = engine.clone();
         let worker_pool = pool.clone();
         let worker_options = worker_options(&settings);
@@ -111,6 +115,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         let client = careloop_llm_redis::RedisLlmClient::connect(pool, options)
             .await
             .context("cannot reach the LLM worker pool (check CARELOOP_QUEUE__URL)")?;
+        llm_service = Some(Arc::new(client.clone()));
         checks.push(ReadinessCheck::new("model", move || {
             let client = client.clone();
             async move {
@@ -127,6 +132,10 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     if roles.contains(Role::Gateway) && settings.content.import_on_start {
         content::import(&store, &settings.content.dir, settings.demo_mode).await?;
     }
+    let conversation = match (roles.contains(Role::Gateway), llm_service) {
+        (true, Some(llm)) => Some(conversation_state(&settings, &store, llm).await?),
+        _ => None,
+    };
 
     let reminders = roles.contains(Role::Reminders).then(|| {
         let worker = careloop_reminders::run(
@@ -147,6 +156,7 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         &server_config,
         AppState {
             readiness: Arc::new(checks),
+            conversation,
         },
     )?;
     tracing::info!(host = %server_config.host, port = app.port(), "listening");
@@ -169,6 +179,39 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// The conversation engine of a gateway: lexicons and reference data from the content folder,
+/// lingua's models loaded now (a few seconds, once), the organization of this install.
+async fn conversation_state(
+    settings: &Settings,
+    store: &Store,
+    llm: Arc<dyn careloop_llm_api::LlmService>,
+) -> anyhow::Result<careloop_gateway::ConversationState> {
+    use careloop_conversation::{
+        ConversationEngine, EngineSettings, language::Detector, lexicon::Lexicons,
+        reference::Reference,
+    };
+    let dir = &settings.content.dir;
+    let lexicons = Lexicons::load_dir(&dir.join("safety"))
+        .context("cannot load the safety lexicons (content.dir)")?;
+    let reference = Reference::load(dir).context("cannot load content reference data")?;
+    let detector = tokio::task::spawn_blocking(Detector::new)
+        .await
+        .context("loading the language detector")?;
+    let organization_id = content::default_organization(store).await?;
+    let engine = ConversationEngine::new(
+        store.clone(),
+        llm,
+        lexicons,
+        reference,
+        Arc::new(detector),
+        EngineSettings::default(),
+    );
+    Ok(careloop_gateway::ConversationState {
+        engine: Arc::new(engine),
+        organization_id,
+    })
 }
 
 /// The Redis worker pool of `llm.mode = remote` (`None` in process).
@@ -202,7 +245,7 @@ fn uuid_suffix() -> String {
     format!("{nanos:08x}")
 }
 
-fn engine_settings(settings: &Settings) -> careloop_llm::LlmSettings {
+pub(crate) fn engine_settings(settings: &Settings) -> careloop_llm::LlmSettings {
     careloop_llm::LlmSettings {
         model_path: settings.llm.model_path.clone(),
         model_id: Some(settings.llm.model_id.clone()),

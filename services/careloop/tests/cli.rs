@@ -53,6 +53,28 @@ fn content_check_lists_every_problem_with_its_file() {
 }
 
 #[test]
+fn content_check_reports_files_that_miss_their_reading_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "+++\nkind = \"article\"\nkey = \"what-it-is\"\ncondition = \"ckd\"\nlanguage = \"en\"\nreading_level = \"easy\"\nversion = 1\nreview_state = \"draft\"\ntitle = \"CKD\"\n+++\n";
+    let hard = "Chronic kidney disease is characterized by progressive deterioration of glomerular \
+                filtration, frequently accompanied by albuminuria and electrolyte disturbances.";
+    std::fs::write(dir.path().join("hard.md"), format!("{header}{hard}")).unwrap();
+    let out = careloop(dir.path(), &["content", "check", "--dir", "."], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("1 file(s) miss their reading level"), "{err}");
+    assert!(
+        err.contains("hard.md: Flesch-Kincaid grade") && err.contains("(easy needs < 6.0)"),
+        "{err}"
+    );
+
+    let easy = "Your kidneys clean your blood. When they are sick, waste stays in your body.";
+    std::fs::write(dir.path().join("hard.md"), format!("{header}{easy}")).unwrap();
+    let ok = careloop(dir.path(), &["content", "check", "--dir", "."], &[]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
 fn content_import_is_idempotent_and_respects_demo_mode() {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../content");

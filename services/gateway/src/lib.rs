@@ -5,6 +5,7 @@
 //! [`Application::build`] binds (port 0 in tests), [`Application::port`] reports the port and
 //! [`Application::run_until_stopped`] serves until SIGINT/SIGTERM or [`StopHandle::stop`].
 
+mod conversation;
 mod health;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
@@ -27,6 +28,15 @@ pub struct ServerConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub readiness: Arc<Vec<ReadinessCheck>>,
+    /// The conversation engine, in processes that run the gateway role.
+    pub conversation: Option<ConversationState>,
+}
+
+/// The engine and the organization whose patients this gateway serves.
+#[derive(Clone)]
+pub struct ConversationState {
+    pub engine: Arc<careloop_conversation::ConversationEngine>,
+    pub organization_id: careloop_core::OrganizationId,
 }
 
 pub struct Application {
@@ -57,6 +67,7 @@ impl Application {
                 .app_data(web::JsonConfig::default().limit(MAX_JSON_BYTES))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
                 .configure(health::routes)
+                .configure(conversation::routes)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

@@ -28,6 +28,7 @@ fn spawn(
         &config,
         AppState {
             readiness: Arc::new(checks),
+            conversation: None,
         },
     )
     .unwrap();

@@ -339,7 +339,7 @@ impl Job {
             cancel,
             deadline,
             accepted,
-            _permit,
+            _permit: permit,
         } = self;
         let queue_ms = ms(accepted.elapsed());
         let gen_start = Instant::now();
@@ -408,6 +408,9 @@ impl Job {
             tokens_per_s,
             "LLM generation finished"
         );
+        // Free the slot before the caller hears the end, so a caller that sees `Done`
+        // and asks again at once finds the slot free.
+        drop(permit);
         match outcome {
             Outcome::Done(completion) => {
                 let _ = events.send(Ok(GenerationEvent::Done(completion)));

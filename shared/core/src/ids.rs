@@ -71,6 +71,7 @@ id_type! {
     DeliveryAttemptId => "delivery_attempt_id",
     AdherenceEventId => "adherence_event_id",
     AuditEntryId => "audit_entry_id",
+    AlertId => "alert_id",
 }
 
 #[cfg(test)]

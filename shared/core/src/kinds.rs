@@ -86,6 +86,10 @@ string_enum!(
     AdherenceKind, "adherence" { Taken => "taken", Skipped => "skipped", Snoozed => "snoozed", Missed => "missed" }
 );
 string_enum!(
+    /// Why the care team is asked to look at a patient.
+    AlertKind, "alert_kind" { Urgent => "urgent", Dosing => "dosing", MissedDoses => "missed_doses" }
+);
+string_enum!(
     CampaignState, "campaign_state" {
         Draft => "draft", Running => "running", Paused => "paused", Completed => "completed",
         Cancelled => "cancelled",

@@ -358,3 +358,41 @@ pub mod audit_log {
 
     no_relations!();
 }
+
+pub mod alerts {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "alerts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub organization_id: Uuid,
+        pub patient_id: Uuid,
+        pub kind: String,
+        pub category: Option<String>,
+        pub message_id: Option<Uuid>,
+        pub details: Json,
+        pub created_at: DateTimeUtc,
+        pub acknowledged_at: Option<DateTimeUtc>,
+        pub acknowledged_by: Option<Uuid>,
+    }
+
+    no_relations!();
+}
+
+pub mod patient_dialogs {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "patient_dialogs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub patient_id: Uuid,
+        pub organization_id: Uuid,
+        pub state: Json,
+        pub updated_at: DateTimeUtc,
+    }
+
+    no_relations!();
+}

@@ -15,6 +15,7 @@ mod store;
 pub use error::{StoreError, StoreResult};
 pub use repos::{
     adherence::{AdherenceEvent, AdherenceEvents, NewAdherenceEvent},
+    alerts::{Alert, Alerts, NewAlert},
     audit::{Actor, AuditEntry, AuditLog, NewAuditEntry},
     campaigns::{Campaign, Campaigns, NewCampaign},
     channels::{ChannelAddress, ChannelIdentities, ChannelIdentity},
@@ -22,7 +23,9 @@ pub use repos::{
     content::{
         ApprovedContent, Content, ContentItem, ContentVersion, NewContentItem, NewContentVersion,
     },
+    content_import::ImportReport,
     deliveries::{DeliveryAttempt, DeliveryAttempts, NewDeliveryAttempt},
+    dialogs::Dialogs,
     messages::{Conversation, Message, Messages, NewMessage, Provenance},
     occurrences::{NewReminderOccurrence, ReminderOccurrence, ReminderOccurrences},
     organizations::{Organization, Organizations},

@@ -263,6 +263,50 @@ impl Content<'_> {
             .collect()
     }
 
+    /// The approved version of every item of the organization that has one (the newest approved
+    /// version when several are), in the order of [`Content::list_items`]. Two queries, so a
+    /// conversation engine can load its whole library at once.
+    pub async fn list_approved(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Vec<ApprovedContent>, StoreError> {
+        let items = self.list_items(org).await?;
+        let mut newest: std::collections::HashMap<uuid::Uuid, versions::Model> =
+            std::collections::HashMap::new();
+        let approved = versions::Entity::find()
+            .filter(versions::Column::ReviewState.eq(ReviewState::Approved.as_str()))
+            .filter(
+                versions::Column::ContentItemId.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(items::Column::Id)
+                        .from(items::Entity)
+                        .and_where(items::Column::OrganizationId.eq(org.as_uuid()))
+                        .to_owned(),
+                ),
+            )
+            .all(self.store.connection())
+            .await?;
+        for v in approved {
+            match newest.get(&v.content_item_id) {
+                Some(seen) if seen.version >= v.version => {}
+                _ => {
+                    newest.insert(v.content_item_id, v);
+                }
+            }
+        }
+        items
+            .into_iter()
+            .filter_map(|item| {
+                newest.remove(&item.id.as_uuid()).map(|v| {
+                    Ok(ApprovedContent {
+                        item,
+                        version: ContentVersion::try_from(v)?,
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// Adds the next version (highest number + 1) of an item, as a draft.
     pub async fn add_version(
         &self,

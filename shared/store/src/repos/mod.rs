@@ -2,12 +2,15 @@
 //! organization-owned rows takes the [`OrganizationId`] and filters by it.
 
 pub mod adherence;
+pub mod alerts;
 pub mod audit;
 pub mod campaigns;
 pub mod channels;
 pub mod conditions;
 pub mod content;
+pub mod content_import;
 pub mod deliveries;
+pub mod dialogs;
 pub mod messages;
 pub mod occurrences;
 pub mod organizations;
@@ -59,6 +62,12 @@ impl Store {
     }
     pub fn audit(&self) -> audit::AuditLog<'_> {
         audit::AuditLog { store: self }
+    }
+    pub fn alerts(&self) -> alerts::Alerts<'_> {
+        alerts::Alerts { store: self }
+    }
+    pub fn dialogs(&self) -> dialogs::Dialogs<'_> {
+        dialogs::Dialogs { store: self }
     }
 }
 

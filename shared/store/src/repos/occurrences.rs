@@ -215,6 +215,28 @@ impl ReminderOccurrences<'_> {
         updated_one(res.rows_affected, "reminder occurrence")
     }
 
+    /// Cancels every occurrence of the patient still `Planned` (after an opt-out); returns how
+    /// many. Occurrences already being dispatched are left to the dispatcher, which checks
+    /// consent again before sending.
+    pub async fn cancel_planned_for_patient(
+        &self,
+        org: OrganizationId,
+        patient: PatientId,
+    ) -> Result<u64, StoreError> {
+        let res = occ::Entity::update_many()
+            .col_expr(
+                occ::Column::State,
+                Expr::value(OccurrenceState::Cancelled.as_str()),
+            )
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(occ::Column::PatientId.eq(patient.as_uuid()))
+            .filter(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
+            .exec(self.store.connection())
+            .await?;
+        Ok(res.rows_affected)
+    }
+
     /// Moves `from` → `to` only if the occurrence is still in `from`; `Ok(false)` if it was not
     /// (another worker got there first). Use `Planned` → `Dispatching` to claim an occurrence.
     pub async fn transition_state(

@@ -7,6 +7,7 @@ mod common;
 
 mod connect;
 mod content_review;
+mod conversation_support;
 mod fixtures;
 mod idempotency;
 mod migrations;

@@ -1,0 +1,493 @@
+//! Reviewable word lists from `content/safety/<language>.toml`: red flags, dosing questions,
+//! their exceptions, commands, reminder replies and the names of languages and reading levels.
+//! The format and the matching rules are documented in `content/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use careloop_core::Language;
+use serde::Deserialize;
+
+use crate::normalize;
+
+/// One phrase, normalized into word patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phrase {
+    /// As written in the lexicon, for reports.
+    pub text: String,
+    words: Vec<WordPattern>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WordPattern {
+    Exact(String),
+    /// `suicid*`
+    Prefix(String),
+    /// `*tabletten`: German compounds end in the word that matters.
+    Suffix(String),
+    /// `*`: any one word.
+    Any,
+    /// `..`: up to this many words (none included), for languages with free word order.
+    Gap(usize),
+}
+
+/// The most words `..` skips.
+const GAP_WORDS: usize = 4;
+
+impl WordPattern {
+    fn matches(&self, word: &str) -> bool {
+        self.matches_exactly(word)
+            // Arabic writes "and" (و) joined to the next word: "ووجهي" is "and my face".
+            || word
+                .strip_prefix('و')
+                .is_some_and(|rest| !rest.is_empty() && self.matches_exactly(rest))
+    }
+
+    fn matches_exactly(&self, word: &str) -> bool {
+        match self {
+            WordPattern::Exact(w) => w == word,
+            WordPattern::Prefix(p) => word.starts_with(p.as_str()),
+            WordPattern::Suffix(s) => word.ends_with(s.as_str()),
+            WordPattern::Any => true,
+            WordPattern::Gap(_) => false,
+        }
+    }
+}
+
+/// Every end of a match of `patterns` starting at `words[at]`, shortest first.
+fn match_ends(patterns: &[WordPattern], words: &[String], at: usize) -> Vec<usize> {
+    let Some((first, rest)) = patterns.split_first() else {
+        return vec![at];
+    };
+    if let WordPattern::Gap(max) = first {
+        let mut ends: Vec<usize> = (0..=*max)
+            .take_while(|skip| at + skip <= words.len())
+            .flat_map(|skip| match_ends(rest, words, at + skip))
+            .collect();
+        ends.sort_unstable();
+        ends.dedup();
+        return ends;
+    }
+    match words.get(at) {
+        Some(word) if first.matches(word) => match_ends(rest, words, at + 1),
+        _ => Vec::new(),
+    }
+}
+
+/// Where a phrase matched: word positions `start..end` of the normalized message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn overlaps(self, other: Span) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// The shortest match of `patterns` starting at `words[at]`.
+fn match_at(patterns: &[WordPattern], words: &[String], at: usize) -> Option<usize> {
+    match_ends(patterns, words, at).first().copied()
+}
+
+impl Phrase {
+    /// `None` when the phrase has no words after normalization.
+    pub fn parse(text: &str) -> Option<Phrase> {
+        let mut words = Vec::new();
+        for raw in text.split_whitespace() {
+            if raw == "*" {
+                words.push(WordPattern::Any);
+                continue;
+            }
+            if raw == ".." {
+                words.push(WordPattern::Gap(GAP_WORDS));
+                continue;
+            }
+            let (body, suffix) = match raw.strip_prefix('*') {
+                Some(body) => (body, true),
+                None => (raw, false),
+            };
+            let (body, prefix) = match body.strip_suffix('*') {
+                Some(body) => (body, true),
+                None => (body, false),
+            };
+            let parts = normalize::words(body);
+            let last = parts.len().saturating_sub(1);
+            for (i, part) in parts.into_iter().enumerate() {
+                words.push(if prefix && i == last {
+                    WordPattern::Prefix(part)
+                } else if suffix && i == 0 {
+                    WordPattern::Suffix(part)
+                } else {
+                    WordPattern::Exact(part)
+                });
+            }
+        }
+        // A phrase must pin at least one word, and may not start or end with a gap.
+        let pinned = |w: &WordPattern| !matches!(w, WordPattern::Any | WordPattern::Gap(_));
+        if !words.iter().any(pinned) {
+            return None;
+        }
+        while matches!(words.first(), Some(WordPattern::Gap(_))) {
+            words.remove(0);
+        }
+        while matches!(words.last(), Some(WordPattern::Gap(_))) {
+            words.pop();
+        }
+        Some(Phrase {
+            text: text.to_owned(),
+            words,
+        })
+    }
+
+    /// Every place the phrase occurs in `words` (normalized message words).
+    pub fn find_all(&self, words: &[String]) -> Vec<Span> {
+        (0..words.len())
+            .filter_map(|start| match_at(&self.words, words, start).map(|end| Span { start, end }))
+            .collect()
+    }
+
+    /// Whether the phrase is exactly the whole message.
+    pub fn is_whole(&self, words: &[String]) -> bool {
+        !words.is_empty() && match_ends(&self.words, words, 0).contains(&words.len())
+    }
+
+    /// If the message starts with this phrase, the words after it.
+    pub fn strip_from<'w>(&self, words: &'w [String]) -> Option<&'w [String]> {
+        match_at(&self.words, words, 0).map(|end| &words[end..])
+    }
+}
+
+/// A named list of phrases.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhraseSet {
+    pub phrases: Vec<Phrase>,
+}
+
+impl PhraseSet {
+    fn parse(list: &[String]) -> PhraseSet {
+        PhraseSet {
+            phrases: list.iter().filter_map(|p| Phrase::parse(p)).collect(),
+        }
+    }
+
+    /// The first phrase found and where.
+    pub fn find(&self, words: &[String]) -> Option<(&Phrase, Span)> {
+        self.phrases
+            .iter()
+            .find_map(|p| p.find_all(words).first().map(|s| (p, *s)))
+    }
+
+    /// Every match.
+    pub fn find_all<'a>(&'a self, words: &[String]) -> Vec<(&'a Phrase, Span)> {
+        self.phrases
+            .iter()
+            .flat_map(|p| p.find_all(words).into_iter().map(move |s| (p, s)))
+            .collect()
+    }
+
+    pub fn is_whole(&self, words: &[String]) -> bool {
+        self.phrases.iter().any(|p| p.is_whole(words))
+    }
+
+    /// The words after the longest phrase the message starts with.
+    pub fn strip_from<'w>(&self, words: &'w [String]) -> Option<&'w [String]> {
+        self.phrases
+            .iter()
+            .filter_map(|p| p.strip_from(words))
+            .min_by_key(|rest| rest.len())
+    }
+}
+
+/// Commands a patient can send in this language.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commands {
+    pub stop: PhraseSet,
+    pub start: PhraseSet,
+    pub help: PhraseSet,
+    pub language: PhraseSet,
+    pub level: PhraseSet,
+    pub yes: PhraseSet,
+    pub no: PhraseSet,
+    pub simpler: PhraseSet,
+}
+
+/// Answers to a medication reminder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replies {
+    pub taken: PhraseSet,
+    pub skipped: PhraseSet,
+    pub snoozed: PhraseSet,
+}
+
+/// One language's lexicon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguageLexicon {
+    pub language: Language,
+    /// Red-flag categories (`chest_pain`, `stroke`, …).
+    pub urgent: BTreeMap<String, PhraseSet>,
+    /// Dosing question categories (`change`, `amount`).
+    pub dosing: BTreeMap<String, PhraseSet>,
+    /// Phrases that cancel an urgent or dosing match they overlap.
+    pub not_urgent: PhraseSet,
+    pub commands: Commands,
+    pub replies: Replies,
+    /// Names people use for languages (`en`, …) and levels (`easy`, `standard`).
+    pub names: BTreeMap<String, PhraseSet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LexiconError {
+    #[error("cannot read the lexicon folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    File { path: PathBuf, problem: String },
+    #[error("no lexicon for {0}: every supported language needs content/safety/<code>.toml")]
+    Missing(Language),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLexicon {
+    language: String,
+    urgent: BTreeMap<String, Vec<String>>,
+    dosing: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    not_urgent: RawNotUrgent,
+    commands: RawCommands,
+    #[serde(default)]
+    replies: RawReplies,
+    #[serde(default)]
+    names: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotUrgent {
+    #[serde(default)]
+    phrases: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommands {
+    stop: Vec<String>,
+    start: Vec<String>,
+    help: Vec<String>,
+    language: Vec<String>,
+    level: Vec<String>,
+    yes: Vec<String>,
+    no: Vec<String>,
+    #[serde(default)]
+    simpler: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReplies {
+    #[serde(default)]
+    taken: Vec<String>,
+    #[serde(default)]
+    skipped: Vec<String>,
+    #[serde(default)]
+    snoozed: Vec<String>,
+}
+
+fn sets(raw: BTreeMap<String, Vec<String>>) -> BTreeMap<String, PhraseSet> {
+    raw.into_iter()
+        .map(|(k, v)| (k, PhraseSet::parse(&v)))
+        .collect()
+}
+
+impl LanguageLexicon {
+    pub fn parse(path: &Path, text: &str) -> Result<LanguageLexicon, LexiconError> {
+        let err = |problem: String| LexiconError::File {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let raw: RawLexicon = toml::from_str(text).map_err(|e| err(e.message().to_owned()))?;
+        let language: Language = raw.language.parse().map_err(|e| err(format!("{e}")))?;
+        if raw.urgent.is_empty() {
+            return Err(err("[urgent] must list at least one category".into()));
+        }
+        if raw.commands.stop.is_empty() {
+            return Err(err("[commands] stop must not be empty".into()));
+        }
+        let c = raw.commands;
+        Ok(LanguageLexicon {
+            language,
+            urgent: sets(raw.urgent),
+            dosing: sets(raw.dosing),
+            not_urgent: PhraseSet::parse(&raw.not_urgent.phrases),
+            commands: Commands {
+                stop: PhraseSet::parse(&c.stop),
+                start: PhraseSet::parse(&c.start),
+                help: PhraseSet::parse(&c.help),
+                language: PhraseSet::parse(&c.language),
+                level: PhraseSet::parse(&c.level),
+                yes: PhraseSet::parse(&c.yes),
+                no: PhraseSet::parse(&c.no),
+                simpler: PhraseSet::parse(&c.simpler),
+            },
+            replies: Replies {
+                taken: PhraseSet::parse(&raw.replies.taken),
+                skipped: PhraseSet::parse(&raw.replies.skipped),
+                snoozed: PhraseSet::parse(&raw.replies.snoozed),
+            },
+            names: sets(raw.names),
+        })
+    }
+}
+
+/// Every language's lexicon.
+#[derive(Debug, Clone)]
+pub struct Lexicons {
+    by_language: BTreeMap<Language, LanguageLexicon>,
+}
+
+impl Lexicons {
+    /// Reads `<dir>/<code>.toml` for every supported language; all must be present and valid.
+    pub fn load_dir(dir: &Path) -> Result<Lexicons, LexiconError> {
+        let mut by_language = BTreeMap::new();
+        for &language in Language::ALL {
+            let path = dir.join(format!("{}.toml", language.code()));
+            let text = std::fs::read_to_string(&path).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    LexiconError::Missing(language)
+                } else {
+                    LexiconError::Folder {
+                        path: path.clone(),
+                        source,
+                    }
+                }
+            })?;
+            let lexicon = LanguageLexicon::parse(&path, &text)?;
+            if lexicon.language != language {
+                return Err(LexiconError::File {
+                    path,
+                    problem: format!("says language = \"{}\"", lexicon.language.code()),
+                });
+            }
+            by_language.insert(language, lexicon);
+        }
+        Ok(Lexicons { by_language })
+    }
+
+    pub fn from_lexicons(list: impl IntoIterator<Item = LanguageLexicon>) -> Lexicons {
+        Lexicons {
+            by_language: list.into_iter().map(|l| (l.language, l)).collect(),
+        }
+    }
+
+    pub fn get(&self, language: Language) -> Option<&LanguageLexicon> {
+        self.by_language.get(&language)
+    }
+
+    /// The patient's language first, then every other, so the patient's own words win ties.
+    pub fn in_order(&self, first: Language) -> impl Iterator<Item = &LanguageLexicon> {
+        self.by_language.get(&first).into_iter().chain(
+            self.by_language
+                .values()
+                .filter(move |l| l.language != first),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<String> {
+        normalize::words(s)
+    }
+
+    #[test]
+    fn phrases_match_words_in_order() {
+        let p = Phrase::parse("chest pain").unwrap();
+        assert_eq!(p.find_all(&w("I have CHEST pain now")).len(), 1);
+        assert!(p.find_all(&w("pain in my chest")).is_empty());
+        assert!(p.find_all(&w("chestpain")).is_empty());
+    }
+
+    #[test]
+    fn prefix_and_wildcard_words() {
+        let p = Phrase::parse("suicid*").unwrap();
+        assert_eq!(p.find_all(&w("suicidal thoughts")).len(), 1);
+        let p = Phrase::parse("double * dose").unwrap();
+        assert_eq!(p.find_all(&w("can I double my dose")).len(), 1);
+        assert!(p.find_all(&w("double dose")).is_empty());
+        assert!(Phrase::parse("*").is_none());
+        assert!(Phrase::parse("  !! ").is_none());
+        assert!(Phrase::parse("* ..").is_none());
+    }
+
+    #[test]
+    fn arabic_and_joined_to_a_word_still_matches() {
+        let p = Phrase::parse("وجهي مايل").unwrap();
+        assert_eq!(p.find_all(&w("راسي يوجعني ووجهي مايل")).len(), 1);
+    }
+
+    #[test]
+    fn gaps_and_suffixes_for_free_word_order_and_compounds() {
+        let p = Phrase::parse("schwanger .. blutung*").unwrap();
+        assert_eq!(
+            p.find_all(&w("Ich bin schwanger und habe starke Blutungen"))
+                .len(),
+            1
+        );
+        assert_eq!(p.find_all(&w("schwanger Blutung")).len(), 1);
+        assert!(
+            p.find_all(&w(
+                "schwanger, das Baby ist gesund, keine Sorgen, alles gut, Blutung"
+            ))
+            .is_empty()
+        );
+        let p = Phrase::parse("*tabletten absetzen").unwrap();
+        assert_eq!(
+            p.find_all(&w("Darf ich die Blutdrucktabletten absetzen?"))
+                .len(),
+            1
+        );
+        let p = Phrase::parse(".. chest pain ..").unwrap();
+        assert!(p.is_whole(&w("chest pain")));
+    }
+
+    #[test]
+    fn accents_and_apostrophes_in_phrases() {
+        let p = Phrase::parse("don't have chest pain").unwrap();
+        assert_eq!(
+            p.find_all(&w("I dont have... no, I DON'T have chest pain"))
+                .len(),
+            1
+        );
+        let p = Phrase::parse("arrêt").unwrap();
+        assert!(p.is_whole(&w("ARRET")));
+    }
+
+    #[test]
+    fn strip_from_takes_the_longest_command() {
+        let set = PhraseSet::parse(&["language".into(), "change language".into()]);
+        assert_eq!(
+            set.strip_from(&w("change language to es")).unwrap(),
+            ["to", "es"]
+        );
+        assert_eq!(set.strip_from(&w("language es")).unwrap(), ["es"]);
+        assert!(set.strip_from(&w("my language")).is_none());
+    }
+
+    #[test]
+    fn a_lexicon_file_needs_its_sections() {
+        let bad = LanguageLexicon::parse(Path::new("x.toml"), "language = \"en\"");
+        assert!(bad.unwrap_err().to_string().contains("x.toml"));
+        let typo = LanguageLexicon::parse(
+            Path::new("x.toml"),
+            "language = \"en\"\nurgnt = {}\n[urgent]\na=[\"b\"]\n[dosing]\n[commands]\nstop=[\"stop\"]\nstart=[]\nhelp=[]\nlanguage=[]\nlevel=[]\nyes=[]\nno=[]",
+        );
+        assert!(typo.unwrap_err().to_string().contains("urgnt"));
+    }
+}
