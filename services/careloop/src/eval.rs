@@ -217,61 +217,50 @@ pub async fn conversation(
 
     // Latency of the non-model path: commands, triage replies, fallback answers.
     let engine = bench.engine(Arc::new(NoModel));
-    let mut timings = Vec::new();
     let mut addresses = Vec::new();
     for &language in Language::ALL {
-        addresses.push((
-            language,
-            bench
-                .patient(language, ReadingLevel::Easy, "asthma")
-                .await?,
-        ));
+        addresses.push((language, bench.patient(language, ReadingLevel::Easy, "asthma").await?));
     }
-    let address_of = |l: Language| {
-        addresses
-            .iter()
-            .find(|(x, _)| *x == l)
-            .map(|(_, a)| a.clone())
-    };
-    let mut messages: Vec<(Language, String)> =
+    let address_of = |l: Language| addresses.iter().find(|(x, _)| *x == l).map(|(_, a)| a.clone());
+    let mut triage_and_commands: Vec<(Language, String)> =
         cases.iter().map(|(l, c)| (*l, c.text.clone())).collect();
-    messages.extend(questions.iter().map(|(l, q)| (*l, q.text.clone())));
     for &language in Language::ALL {
-        messages.push((language, "HELP".into()));
+        triage_and_commands.push((language, "HELP".into()));
     }
+    let fallback: Vec<(Language, String)> = questions.iter().map(|(l, q)| (*l, q.text.clone())).collect();
     // Warm-up: the library load and lingua's first call are start-up costs, not per message.
     if let Some(address) = address_of(Language::English) {
-        engine
-            .handle(inbound(bench.org, address, "hello there"), None)
-            .await?;
+        engine.handle(inbound(bench.org, address, "hello there"), None).await?;
     }
-    for (language, text) in &messages {
-        let Some(address) = address_of(*language) else {
-            continue;
-        };
-        let started = Instant::now();
-        engine
-            .handle(inbound(bench.org, address, text), None)
-            .await?;
-        timings.push(started.elapsed());
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    for (name, messages) in [("triage replies and commands", &triage_and_commands), ("answers from approved content (no model)", &fallback)] {
+        let mut timings = Vec::new();
+        for (language, text) in messages {
+            let Some(address) = address_of(*language) else { continue };
+            let started = Instant::now();
+            engine.handle(inbound(bench.org, address, text), None).await?;
+            timings.push(started.elapsed());
+        }
+        timings.sort();
+        all.extend(timings.iter().copied());
+        rows.push((name, timings));
     }
-    timings.sort();
-    writeln!(
-        md,
-        "### Latency of the non-model path ({} messages: triage, commands, fallback answers; SQLite)\n",
-        timings.len()
-    )?;
-    writeln!(
-        md,
-        "| p50 | p99 | max | target |\n| --- | --- | --- | --- |"
-    )?;
-    writeln!(
-        md,
-        "| {} ms | {} ms | {} ms | p99 < 10 ms |\n",
-        ms(percentile(&timings, 50.0)),
-        ms(percentile(&timings, 99.0)),
-        ms(timings.last().copied().unwrap_or_default())
-    )?;
+    all.sort();
+    rows.push(("all", all));
+    writeln!(md, "### Latency of the non-model path (whole `handle()`: store reads and writes on SQLite included)\n")?;
+    writeln!(md, "| messages | count | p50 | p99 | max |\n| --- | --- | --- | --- | --- |")?;
+    for (name, timings) in &rows {
+        writeln!(
+            md,
+            "| {name} | {} | {} ms | {} ms | {} ms |",
+            timings.len(),
+            ms(percentile(timings, 50.0)),
+            ms(percentile(timings, 99.0)),
+            ms(timings.last().copied().unwrap_or_default())
+        )?;
+    }
+    writeln!(md, "\nTarget: p99 under 10 ms.\n")?;
 
     // Final replies with the model.
     if let Some(llm) = with_model {

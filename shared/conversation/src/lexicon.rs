@@ -2,7 +2,7 @@
 //! their exceptions, commands, reminder replies and the names of languages and reading levels.
 //! The format and the matching rules are documented in `content/README.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use careloop_core::Language;
@@ -160,42 +160,74 @@ impl Phrase {
     }
 }
 
-/// A named list of phrases.
+/// A named list of phrases, indexed by their first word so a message is only compared with the
+/// phrases that can start at each of its words (lexicons hold thousands of phrases).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PhraseSet {
     pub phrases: Vec<Phrase>,
+    by_first: HashMap<String, Vec<usize>>,
+    /// Phrases starting with a prefix, suffix or wildcard: tried everywhere.
+    unindexed: Vec<usize>,
 }
 
 impl PhraseSet {
     fn parse(list: &[String]) -> PhraseSet {
+        let phrases: Vec<Phrase> = list.iter().filter_map(|p| Phrase::parse(p)).collect();
+        let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut unindexed = Vec::new();
+        for (i, p) in phrases.iter().enumerate() {
+            match p.words.first() {
+                Some(WordPattern::Exact(w)) => by_first.entry(w.clone()).or_default().push(i),
+                _ => unindexed.push(i),
+            }
+        }
         PhraseSet {
-            phrases: list.iter().filter_map(|p| Phrase::parse(p)).collect(),
+            phrases,
+            by_first,
+            unindexed,
         }
     }
 
-    /// The first phrase found and where.
-    pub fn find(&self, words: &[String]) -> Option<(&Phrase, Span)> {
-        self.phrases
-            .iter()
-            .find_map(|p| p.find_all(words).first().map(|s| (p, *s)))
+    /// The phrases that may match starting at `word`.
+    fn candidates<'a>(&'a self, word: &str) -> impl Iterator<Item = &'a Phrase> + use<'a> {
+        let joined_and = word.strip_prefix('و').filter(|rest| !rest.is_empty());
+        self.by_first
+            .get(word)
+            .into_iter()
+            .flatten()
+            .chain(joined_and.and_then(|rest| self.by_first.get(rest)).into_iter().flatten())
+            .chain(self.unindexed.iter())
+            .filter_map(|&i| self.phrases.get(i))
     }
 
-    /// Every match.
+    /// The first match in the message and its phrase.
+    pub fn find(&self, words: &[String]) -> Option<(&Phrase, Span)> {
+        self.find_all(words).into_iter().next()
+    }
+
+    /// Every match, in message order.
     pub fn find_all<'a>(&'a self, words: &[String]) -> Vec<(&'a Phrase, Span)> {
-        self.phrases
-            .iter()
-            .flat_map(|p| p.find_all(words).into_iter().map(move |s| (p, s)))
-            .collect()
+        let mut out = Vec::new();
+        for (start, word) in words.iter().enumerate() {
+            for phrase in self.candidates(word) {
+                if let Some(end) = match_at(&phrase.words, words, start) {
+                    out.push((phrase, Span { start, end }));
+                }
+            }
+        }
+        out
     }
 
     pub fn is_whole(&self, words: &[String]) -> bool {
-        self.phrases.iter().any(|p| p.is_whole(words))
+        words
+            .first()
+            .is_some_and(|first| self.candidates(first).any(|p| p.is_whole(words)))
     }
 
     /// The words after the longest phrase the message starts with.
     pub fn strip_from<'w>(&self, words: &'w [String]) -> Option<&'w [String]> {
-        self.phrases
-            .iter()
+        let first = words.first()?;
+        self.candidates(first)
             .filter_map(|p| p.strip_from(words))
             .min_by_key(|rest| rest.len())
     }

@@ -425,3 +425,67 @@ async fn an_opted_out_patient_is_not_answered_except_in_an_emergency() {
     let reply = h.ask(900, "I can't breathe, my lips are blue").await;
     assert_eq!(template_key(&reply).as_deref(), Some("urgent"));
 }
+
+#[tokio::test]
+async fn the_prompt_holds_the_approved_passages_the_level_the_language_and_recent_turns() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    h.patient(1000, Language::Spanish, ReadingLevel::Easy, "asthma").await;
+    h.ask(1000, "¿Qué es el asma y por qué me pasa?").await;
+    h.ask(1000, "¿Cómo uso el inhalador de rescate?").await;
+    let prompt = h.last_prompt();
+    let (role, system) = &prompt[0];
+    assert_eq!(role, "System");
+    assert!(system.contains("Write only in Spanish"), "{system}");
+    assert!(system.contains("simple everyday words"), "the easy band's instruction");
+    assert!(system.contains("Never give a dose"));
+    assert!(system.contains("Approved information:") && system.contains("[1] "));
+    let lib = h.engine.library(h.org).await.unwrap();
+    let asthma_es: Vec<_> = lib
+        .articles()
+        .iter()
+        .filter(|a| a.condition.as_str() == "asthma" && a.language == Language::Spanish && a.level == ReadingLevel::Easy)
+        .collect();
+    assert!(asthma_es.iter().any(|a| system.contains(&a.title)), "an approved asthma passage in Spanish");
+    // Memory: the previous question and its answer come before the new question.
+    let texts: Vec<&str> = prompt.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(texts.contains(&"¿Qué es el asma y por qué me pasa?"));
+    assert_eq!(prompt.last().unwrap(), &("User".to_owned(), "¿Cómo uso el inhalador de rescate?".to_owned()));
+}
+
+#[tokio::test]
+async fn drafts_stream_and_a_failed_draft_is_retracted() {
+    use careloop_conversation::ReplyEvent;
+    let good = Harness::new(scripted(GOOD_EN)).await;
+    good.patient(1100, Language::English, ReadingLevel::Easy, "type2_diabetes").await;
+    let mut drafts = String::new();
+    let mut finals = 0;
+    for event in good.stream(1100, "What is type 2 diabetes?").await {
+        match event {
+            ReplyEvent::Draft(t) => drafts.push_str(&t),
+            ReplyEvent::Retract => panic!("a passing draft is not retracted"),
+            ReplyEvent::Final(reply) => {
+                finals += 1;
+                assert!(reply.text.starts_with(drafts.trim()));
+            }
+        }
+    }
+    assert_eq!((drafts.as_str(), finals), (GOOD_EN, 1));
+
+    let bad = Harness::new(scripted("Take 500 mg of metformin.")).await;
+    bad.patient(1101, Language::English, ReadingLevel::Easy, "type2_diabetes").await;
+    let mut events: Vec<&str> = bad
+        .stream(1101, "How does metformin work?")
+        .await
+        .into_iter()
+        .map(|event| match event {
+            ReplyEvent::Draft(_) => "draft",
+            ReplyEvent::Retract => "retract",
+            ReplyEvent::Final(reply) => {
+                assert!(!reply.text.contains("500 mg"));
+                "final"
+            }
+        })
+        .collect();
+    events.dedup();
+    assert_eq!(events, ["draft", "retract", "draft", "retract", "final"], "both drafts shown, then taken back");
+}

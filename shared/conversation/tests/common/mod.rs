@@ -67,15 +67,20 @@ static TEMPLATE_DB: LazyLock<(tempfile::TempDir, PathBuf)> = LazyLock::new(|| {
     (dir, path)
 });
 
-/// Counts model calls, so tests can prove the model was never asked.
+/// Counts model calls, so tests can prove the model was never asked, and keeps the last
+/// request, so tests can read the prompt.
 pub struct CountingLlm {
     pub inner: ScriptedLlm,
     pub calls: AtomicUsize,
+    pub last: std::sync::Mutex<Option<GenerationRequest>>,
 }
 
 impl LlmService for CountingLlm {
     fn generate(&self, req: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(req.clone());
+        }
         self.inner.generate(req)
     }
     fn model_id(&self) -> String {
@@ -118,6 +123,7 @@ impl Harness {
         let llm = Arc::new(CountingLlm {
             inner: llm,
             calls: AtomicUsize::new(0),
+            last: std::sync::Mutex::new(None),
         });
         let engine = ConversationEngine::new(
             store.clone(),
@@ -189,6 +195,19 @@ impl Harness {
             .await
     }
 
+    /// The messages of the last model request, as (role, text).
+    pub fn last_prompt(&self) -> Vec<(String, String)> {
+        let last = self.llm.last.lock().unwrap();
+        last.as_ref()
+            .map(|r| {
+                r.messages
+                    .iter()
+                    .map(|m| (format!("{:?}", m.role), m.content.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub async fn send_content(
         &self,
         chat: i64,
@@ -207,6 +226,24 @@ impl Harness {
             )
             .await
             .unwrap()
+    }
+
+    /// Sends a text and collects every event the engine streams for it.
+    pub async fn stream(&self, chat: i64, text: &str) -> Vec<careloop_conversation::ReplyEvent> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let inbound = Inbound {
+            organization_id: self.org,
+            address: telegram(chat),
+            content: InboundContent::Text(text.to_owned()),
+            idempotency_key: None,
+        };
+        self.engine.handle(inbound, Some(&tx)).await.unwrap();
+        drop(tx);
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(event);
+        }
+        events
     }
 
     /// Sends and expects a reply.

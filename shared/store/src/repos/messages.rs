@@ -167,6 +167,22 @@ async fn conversation_in<C: ConnectionTrait>(
         .await?)
 }
 
+async fn latest_conversation<C: ConnectionTrait>(
+    db: &C,
+    org: OrganizationId,
+    patient: PatientId,
+    channel: ChannelKind,
+) -> Result<Option<conversations::Model>, StoreError> {
+    Ok(conversations::Entity::find()
+        .filter(conversations::Column::OrganizationId.eq(org.as_uuid()))
+        .filter(conversations::Column::PatientId.eq(patient.as_uuid()))
+        .filter(conversations::Column::Channel.eq(channel.as_str()))
+        .order_by_desc(conversations::Column::LastMessageAt)
+        .order_by_desc(conversations::Column::Id)
+        .one(db)
+        .await?)
+}
+
 async fn message_by_key<C: ConnectionTrait>(
     db: &C,
     key: &str,
@@ -185,17 +201,13 @@ impl Messages<'_> {
         patient: PatientId,
         channel: ChannelKind,
     ) -> Result<Conversation, StoreError> {
+        // The common case is a conversation that exists: read it without taking the write lock.
+        if let Some(m) = latest_conversation(self.store.connection(), org, patient, channel).await? {
+            return Conversation::try_from(m);
+        }
         let txn = self.store.begin_write().await?;
         ensure_patient(&txn, org, patient).await?;
-        let existing = conversations::Entity::find()
-            .filter(conversations::Column::OrganizationId.eq(org.as_uuid()))
-            .filter(conversations::Column::PatientId.eq(patient.as_uuid()))
-            .filter(conversations::Column::Channel.eq(channel.as_str()))
-            .order_by_desc(conversations::Column::LastMessageAt)
-            .order_by_desc(conversations::Column::Id)
-            .one(&txn)
-            .await?;
-        let model = match existing {
+        let model = match latest_conversation(&txn, org, patient, channel).await? {
             Some(m) => m,
             None => {
                 let at = now();
