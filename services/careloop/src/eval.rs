@@ -219,27 +219,49 @@ pub async fn conversation(
     let engine = bench.engine(Arc::new(NoModel));
     let mut addresses = Vec::new();
     for &language in Language::ALL {
-        addresses.push((language, bench.patient(language, ReadingLevel::Easy, "asthma").await?));
+        addresses.push((
+            language,
+            bench
+                .patient(language, ReadingLevel::Easy, "asthma")
+                .await?,
+        ));
     }
-    let address_of = |l: Language| addresses.iter().find(|(x, _)| *x == l).map(|(_, a)| a.clone());
+    let address_of = |l: Language| {
+        addresses
+            .iter()
+            .find(|(x, _)| *x == l)
+            .map(|(_, a)| a.clone())
+    };
     let mut triage_and_commands: Vec<(Language, String)> =
         cases.iter().map(|(l, c)| (*l, c.text.clone())).collect();
     for &language in Language::ALL {
         triage_and_commands.push((language, "HELP".into()));
     }
-    let fallback: Vec<(Language, String)> = questions.iter().map(|(l, q)| (*l, q.text.clone())).collect();
+    let fallback: Vec<(Language, String)> = questions
+        .iter()
+        .map(|(l, q)| (*l, q.text.clone()))
+        .collect();
     // Warm-up: the library load and lingua's first call are start-up costs, not per message.
     if let Some(address) = address_of(Language::English) {
-        engine.handle(inbound(bench.org, address, "hello there"), None).await?;
+        engine
+            .handle(inbound(bench.org, address, "hello there"), None)
+            .await?;
     }
     let mut rows = Vec::new();
     let mut all = Vec::new();
-    for (name, messages) in [("triage replies and commands", &triage_and_commands), ("answers from approved content (no model)", &fallback)] {
+    for (name, messages) in [
+        ("triage replies and commands", &triage_and_commands),
+        ("answers from approved content (no model)", &fallback),
+    ] {
         let mut timings = Vec::new();
         for (language, text) in messages {
-            let Some(address) = address_of(*language) else { continue };
+            let Some(address) = address_of(*language) else {
+                continue;
+            };
             let started = Instant::now();
-            engine.handle(inbound(bench.org, address, text), None).await?;
+            engine
+                .handle(inbound(bench.org, address, text), None)
+                .await?;
             timings.push(started.elapsed());
         }
         timings.sort();
@@ -248,8 +270,14 @@ pub async fn conversation(
     }
     all.sort();
     rows.push(("all", all));
-    writeln!(md, "### Latency of the non-model path (whole `handle()`: store reads and writes on SQLite included)\n")?;
-    writeln!(md, "| messages | count | p50 | p99 | max |\n| --- | --- | --- | --- | --- |")?;
+    writeln!(
+        md,
+        "### Latency of the non-model path (whole `handle()`: store reads and writes on SQLite included)\n"
+    )?;
+    writeln!(
+        md,
+        "| messages | count | p50 | p99 | max |\n| --- | --- | --- | --- | --- |"
+    )?;
     for (name, timings) in &rows {
         writeln!(
             md,
@@ -269,8 +297,10 @@ pub async fn conversation(
         let (mut total, mut by_model, mut right_language, mut in_band) =
             (0usize, 0usize, 0usize, 0usize);
         let mut gen_time = Duration::ZERO;
+        // A limit samples evenly across the set, so every language stays in it.
+        let step = limit.map_or(1, |n| (questions.len() / n.max(1)).max(1));
         let take = limit.unwrap_or(usize::MAX);
-        for (i, (language, q)) in questions.iter().take(take).enumerate() {
+        for (i, (language, q)) in questions.iter().step_by(step).take(take).enumerate() {
             let level = if i % 2 == 0 {
                 ReadingLevel::Easy
             } else {

@@ -1,9 +1,19 @@
-//! apalis workers for reminder jobs.
+//! Medication reminders: planning them in the patient's own time, and apalis workers that
+//! dispatch them.
+//!
+//! [`planner`] computes when each dose of a schedule is due (pure: DST, quiet hours, stable
+//! idempotency keys); [`plan()`] stores those doses as occurrences and re-plans them after a
+//! change without duplicating what was sent.
 //!
 //! [`run`] starts the reminder worker on whichever storage the queue settings chose (SQLite for the
 //! embedded default, Redis for scale-out) and stops it gracefully when `shutdown` resolves. Several
 //! worker processes may run at once: a job is claimed by one worker, and the occurrence's state
 //! transition in the database (only a `planned` occurrence moves on) makes a redelivered job a no-op.
+
+pub mod plan;
+pub mod planner;
+
+pub use plan::{PlanError, PlanOutcome, plan};
 
 use std::future::Future;
 

@@ -195,7 +195,12 @@ impl PhraseSet {
             .get(word)
             .into_iter()
             .flatten()
-            .chain(joined_and.and_then(|rest| self.by_first.get(rest)).into_iter().flatten())
+            .chain(
+                joined_and
+                    .and_then(|rest| self.by_first.get(rest))
+                    .into_iter()
+                    .flatten(),
+            )
             .chain(self.unindexed.iter())
             .filter_map(|&i| self.phrases.get(i))
     }

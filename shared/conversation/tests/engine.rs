@@ -429,34 +429,57 @@ async fn an_opted_out_patient_is_not_answered_except_in_an_emergency() {
 #[tokio::test]
 async fn the_prompt_holds_the_approved_passages_the_level_the_language_and_recent_turns() {
     let h = Harness::new(scripted(GOOD_EN)).await;
-    h.patient(1000, Language::Spanish, ReadingLevel::Easy, "asthma").await;
+    h.patient(1000, Language::Spanish, ReadingLevel::Easy, "asthma")
+        .await;
     h.ask(1000, "¿Qué es el asma y por qué me pasa?").await;
     h.ask(1000, "¿Cómo uso el inhalador de rescate?").await;
     let prompt = h.last_prompt();
     let (role, system) = &prompt[0];
     assert_eq!(role, "System");
     assert!(system.contains("Write only in Spanish"), "{system}");
-    assert!(system.contains("simple everyday words"), "the easy band's instruction");
+    assert!(
+        system.contains("simple everyday words"),
+        "the easy band's instruction"
+    );
     assert!(system.contains("Never give a dose"));
     assert!(system.contains("Approved information:") && system.contains("[1] "));
     let lib = h.engine.library(h.org).await.unwrap();
     let asthma_es: Vec<_> = lib
         .articles()
         .iter()
-        .filter(|a| a.condition.as_str() == "asthma" && a.language == Language::Spanish && a.level == ReadingLevel::Easy)
+        .filter(|a| {
+            a.condition.as_str() == "asthma"
+                && a.language == Language::Spanish
+                && a.level == ReadingLevel::Easy
+        })
         .collect();
-    assert!(asthma_es.iter().any(|a| system.contains(&a.title)), "an approved asthma passage in Spanish");
+    assert!(
+        asthma_es.iter().any(|a| system.contains(&a.title)),
+        "an approved asthma passage in Spanish"
+    );
     // Memory: the previous question and its answer come before the new question.
     let texts: Vec<&str> = prompt.iter().map(|(_, t)| t.as_str()).collect();
     assert!(texts.contains(&"¿Qué es el asma y por qué me pasa?"));
-    assert_eq!(prompt.last().unwrap(), &("User".to_owned(), "¿Cómo uso el inhalador de rescate?".to_owned()));
+    assert_eq!(
+        prompt.last().unwrap(),
+        &(
+            "User".to_owned(),
+            "¿Cómo uso el inhalador de rescate?".to_owned()
+        )
+    );
 }
 
 #[tokio::test]
 async fn drafts_stream_and_a_failed_draft_is_retracted() {
     use careloop_conversation::ReplyEvent;
     let good = Harness::new(scripted(GOOD_EN)).await;
-    good.patient(1100, Language::English, ReadingLevel::Easy, "type2_diabetes").await;
+    good.patient(
+        1100,
+        Language::English,
+        ReadingLevel::Easy,
+        "type2_diabetes",
+    )
+    .await;
     let mut drafts = String::new();
     let mut finals = 0;
     for event in good.stream(1100, "What is type 2 diabetes?").await {
@@ -472,7 +495,13 @@ async fn drafts_stream_and_a_failed_draft_is_retracted() {
     assert_eq!((drafts.as_str(), finals), (GOOD_EN, 1));
 
     let bad = Harness::new(scripted("Take 500 mg of metformin.")).await;
-    bad.patient(1101, Language::English, ReadingLevel::Easy, "type2_diabetes").await;
+    bad.patient(
+        1101,
+        Language::English,
+        ReadingLevel::Easy,
+        "type2_diabetes",
+    )
+    .await;
     let mut events: Vec<&str> = bad
         .stream(1101, "How does metformin work?")
         .await
@@ -487,5 +516,22 @@ async fn drafts_stream_and_a_failed_draft_is_retracted() {
         })
         .collect();
     events.dedup();
-    assert_eq!(events, ["draft", "retract", "draft", "retract", "final"], "both drafts shown, then taken back");
+    assert_eq!(
+        events,
+        ["draft", "retract", "draft", "retract", "final"],
+        "both drafts shown, then taken back"
+    );
+}
+
+#[tokio::test]
+async fn a_new_sender_is_welcomed_in_the_language_they_wrote_in() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    let reply = h
+        .ask(1200, "Hola, buenos días, necesito ayuda con mi diabetes")
+        .await;
+    assert_eq!(template_key(&reply).as_deref(), Some("welcome"));
+    assert_eq!(reply.language, Language::Spanish);
+    assert_eq!(h.patient_by_chat(1200).await.language, Language::Spanish);
+    let reply = h.ask(1201, "مرحبا، أريد أن أسأل عن مرض السكري").await;
+    assert_eq!(reply.language, Language::Arabic);
 }

@@ -216,10 +216,13 @@ impl FromStr for RecurrenceRule {
             .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
             .single()
             .ok_or_else(|| ParseError::new("recurrence_rule", "internal start time"))?;
-        let validated = unvalidated
+        unvalidated
+            .clone()
             .validate(start)
             .map_err(|e| ParseError::new("recurrence_rule", e.to_string()))?;
-        Ok(RecurrenceRule(validated.to_string()))
+        // Keep the rule as written: validation fills in parts (BYHOUR, BYDAY…) from the start
+        // it was given, which would turn "weekly" into "weekly on Wednesdays at midnight".
+        Ok(RecurrenceRule(unvalidated.to_string()))
     }
 }
 
@@ -535,6 +538,12 @@ mod tests {
         let every_other_day: RecurrenceRule = "FREQ=DAILY;INTERVAL=2".parse().unwrap();
         assert!(every_other_day.as_str().contains("INTERVAL=2"));
         assert!("FREQ=WEEKLY;BYDAY=MO".parse::<RecurrenceRule>().is_ok());
+        // Kept as written: nothing is filled in from the start date validation used.
+        let weekly: RecurrenceRule = "FREQ=WEEKLY".parse().unwrap();
+        assert!(
+            !weekly.as_str().contains("BYDAY") && !weekly.as_str().contains("BYHOUR"),
+            "{weekly}"
+        );
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub struct NewReminderOccurrence {
     pub campaign_id: Option<CampaignId>,
     pub patient_id: PatientId,
     pub due_at: DateTime<Utc>,
-    /// Globally unique, derived from what the occurrence is for (e.g. `schedule:<id>:<due_at>`),
-    /// so planning the same dose twice stores it once.
+    /// Globally unique, derived from what the occurrence is for (e.g.
+    /// `schedule:<id>:<local slot date-time>`), so planning the same dose twice stores it once.
     pub idempotency_key: String,
 }
 
@@ -196,6 +196,60 @@ impl ReminderOccurrences<'_> {
             .into_iter()
             .map(ReminderOccurrence::try_from)
             .collect()
+    }
+
+    /// The schedule's occurrences still `Planned` and due at or after `from`, earliest first: what
+    /// re-planning may still move or cancel.
+    pub async fn list_planned_for_schedule(
+        &self,
+        org: OrganizationId,
+        schedule: MedicationScheduleId,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        occ::Entity::find()
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(occ::Column::ScheduleId.eq(schedule.as_uuid()))
+            .filter(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
+            .filter(occ::Column::DueAt.gte(micros(from)))
+            .order_by_asc(occ::Column::DueAt)
+            .order_by_asc(occ::Column::Id)
+            .all(self.store.connection())
+            .await?
+            .into_iter()
+            .map(ReminderOccurrence::try_from)
+            .collect()
+    }
+
+    /// Re-plans an occurrence for `due_at`: one still `Planned` and not yet due at `as_of`, or one
+    /// `Cancelled`, becomes `Planned` at `due_at`; `Ok(false)` if it is in any other state or
+    /// already due (the dispatcher's from then on), and then nothing changes.
+    pub async fn replan(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+        due_at: DateTime<Utc>,
+        as_of: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let still_open = sea_orm::Condition::any()
+            .add(occ::Column::State.eq(OccurrenceState::Cancelled.as_str()))
+            .add(
+                sea_orm::Condition::all()
+                    .add(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
+                    .add(occ::Column::DueAt.gt(micros(as_of))),
+            );
+        let res = occ::Entity::update_many()
+            .col_expr(occ::Column::DueAt, Expr::value(micros(due_at)))
+            .col_expr(
+                occ::Column::State,
+                Expr::value(OccurrenceState::Planned.as_str()),
+            )
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.eq(id.as_uuid()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(still_open)
+            .exec(self.store.connection())
+            .await?;
+        Ok(res.rows_affected == 1)
     }
 
     /// Sets the state unconditionally.
