@@ -12,10 +12,11 @@
 //! or repeated (zones that change at 00:00, e.g. America/Havana); resolving here gives one rule
 //! for every zone (see the test `rrule_with_the_zone_drops_doses_when_midnight_is_skipped`).
 //!
-//! The DST rules are those of RFC 5545 §3.3.5, so a calendar client would agree:
-//! - a local time skipped by the spring change is read with the UTC offset in force before the
-//!   gap, i.e. it fires once, shifted forward by the gap (02:30 in New York → 03:30 EDT, which is
-//!   exactly 24 h after the day before's 02:30 dose);
+//! The DST rules:
+//! - a local time skipped by the spring change fires once, at the next valid local time: the end
+//!   of the gap (02:30 in New York → 03:00 EDT). A patient's dose is not moved later than it must
+//!   be. (RFC 5545 §3.3.5 would shift it by the gap length, to 03:30; calendars differ here and
+//!   for a medicine the earliest valid time is the one that keeps the interval to the next dose.)
 //! - a local time repeated in autumn fires once, at its first occurrence (01:30 EDT, not EST).
 //!
 //! Consequences of floating expansion: `INTERVAL` counts local days from `starts_on` (every other
@@ -34,9 +35,7 @@ use std::collections::HashSet;
 use careloop_core::{
     MedicationScheduleId, ParseError, QuietHours, QuietHoursPolicy, RecurrenceRule, TimeZone,
 };
-use chrono::{
-    DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone as _, Utc,
-};
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone as _, Utc};
 
 /// The most slots one window may hold. A rule that yields more is a data-entry mistake for a
 /// medication (hourly for months), and the bound keeps planning cheap whatever was entered.
@@ -195,23 +194,17 @@ pub fn doses(
     Ok(doses)
 }
 
-/// The instant of a local wall-clock time, per RFC 5545 §3.3.5: the first of a repeated time, and
-/// a skipped time read with the offset before the gap (so it lands after the gap, shifted by it).
-/// `None` only for a zone with no valid local time in the two days before, which none has.
+/// The instant of a local wall-clock time: the first of a repeated time, and for a time skipped by
+/// a DST gap the next valid local time (the end of the gap).
 pub fn resolve_local(tz: chrono_tz::Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     if let Some(at) = tz.from_local_datetime(&local).earliest() {
         return Some(at.with_timezone(&Utc));
     }
-    // In a gap. The last valid local time before it carries the offset in force before the gap;
-    // gaps are at most a day long (Pacific/Apia skipped 2011-12-30), so stepping back hourly for
-    // two days finds it.
-    let before = (1..=48)
-        .filter_map(|h| local.checked_sub_signed(TimeDelta::hours(h)))
-        .find_map(|probe| tz.from_local_datetime(&probe).earliest())?;
-    let offset = before.offset().fix();
-    offset
-        .from_local_datetime(&local)
-        .single()
+    // In a gap. Gaps are at most a day long (Pacific/Apia skipped 2011-12-30) and start and end
+    // on whole minutes, so stepping forward minute by minute finds its end.
+    (1..=24 * 60)
+        .filter_map(|m| local.checked_add_signed(TimeDelta::minutes(m)))
+        .find_map(|probe| tz.from_local_datetime(&probe).earliest())
         .map(|at| at.with_timezone(&Utc))
 }
 
@@ -293,8 +286,8 @@ mod tests {
                 "2025-03-08T00:00:00Z",
                 "2025-03-11T00:00:00Z"
             ),
-            ["03-08 02:30 EST", "03-09 03:30 EDT", "03-10 02:30 EDT"],
-            "the skipped 02:30 fires once, after the gap"
+            ["03-08 02:30 EST", "03-09 03:00 EDT", "03-10 02:30 EDT"],
+            "the skipped 02:30 fires once, at the end of the gap"
         );
         assert_eq!(
             local(
@@ -378,7 +371,7 @@ mod tests {
                 "2025-03-29T00:00:00Z",
                 "2025-04-01T00:00:00Z"
             ),
-            ["03-29 02:30 CET", "03-30 03:30 CEST", "03-31 02:30 CEST"],
+            ["03-29 02:30 CET", "03-30 03:00 CEST", "03-31 02:30 CEST"],
         );
         assert_eq!(
             local(
@@ -439,7 +432,7 @@ mod tests {
                 "2025-10-03T00:00:00Z",
                 "2025-10-06T00:00:00Z"
             ),
-            ["10-04 02:30 AEST", "10-05 03:30 AEDT", "10-06 02:30 AEDT"],
+            ["10-04 02:30 AEST", "10-05 03:00 AEDT", "10-06 02:30 AEDT"],
         );
         assert_eq!(
             local(
@@ -490,7 +483,7 @@ mod tests {
             [
                 "03-07 00:30 CST",
                 "03-08 00:30 CST",
-                "03-09 01:30 CDT",
+                "03-09 01:00 CDT",
                 "03-10 00:30 CDT"
             ],
             "the planner keeps it"
@@ -701,7 +694,7 @@ mod tests {
                 "2025-03-09T00:00:00Z",
                 "2025-03-10T00:00:00Z"
             ),
-            ["03-09 03:30 EDT"],
+            ["03-09 03:00 EDT"],
         );
     }
 
