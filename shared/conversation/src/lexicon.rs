@@ -29,6 +29,8 @@ enum WordPattern {
     Any,
     /// `..`: up to this many words (none included), for languages with free word order.
     Gap(usize),
+    /// `take|stop|double`: any one of these words (each may itself be `word*` or `*word`).
+    OneOf(Vec<WordPattern>),
 }
 
 /// The most words `..` skips.
@@ -50,7 +52,29 @@ impl WordPattern {
             WordPattern::Suffix(s) => word.ends_with(s.as_str()),
             WordPattern::Any => true,
             WordPattern::Gap(_) => false,
+            WordPattern::OneOf(alternatives) => {
+                alternatives.iter().any(|a| a.matches_exactly(word))
+            }
         }
+    }
+
+    /// One word of a phrase as written: `word`, `word*`, `*word`; `None` unless it normalizes to
+    /// exactly one word.
+    fn single(raw: &str) -> Option<WordPattern> {
+        let (body, suffix) = match raw.strip_prefix('*') {
+            Some(body) => (body, true),
+            None => (raw, false),
+        };
+        let (body, prefix) = match body.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (body, false),
+        };
+        let [word]: [String; 1] = normalize::words(body).try_into().ok()?;
+        Some(match (prefix, suffix) {
+            (true, _) => WordPattern::Prefix(word),
+            (false, true) => WordPattern::Suffix(word),
+            (false, false) => WordPattern::Exact(word),
+        })
     }
 }
 
@@ -93,7 +117,8 @@ fn match_at(patterns: &[WordPattern], words: &[String], at: usize) -> Option<usi
 }
 
 impl Phrase {
-    /// `None` when the phrase has no words after normalization.
+    /// `None` when the phrase has no words after normalization, or an alternative (`a|b`) that is
+    /// not exactly one word.
     pub fn parse(text: &str) -> Option<Phrase> {
         let mut words = Vec::new();
         for raw in text.split_whitespace() {
@@ -103,6 +128,12 @@ impl Phrase {
             }
             if raw == ".." {
                 words.push(WordPattern::Gap(GAP_WORDS));
+                continue;
+            }
+            if raw.contains('|') {
+                let alternatives: Option<Vec<WordPattern>> =
+                    raw.split('|').map(WordPattern::single).collect();
+                words.push(WordPattern::OneOf(alternatives?));
                 continue;
             }
             let (body, suffix) = match raw.strip_prefix('*') {
@@ -176,9 +207,24 @@ impl PhraseSet {
         let mut by_first: HashMap<String, Vec<usize>> = HashMap::new();
         let mut unindexed = Vec::new();
         for (i, p) in phrases.iter().enumerate() {
-            match p.words.first() {
-                Some(WordPattern::Exact(w)) => by_first.entry(w.clone()).or_default().push(i),
-                _ => unindexed.push(i),
+            let firsts: Option<Vec<&String>> = match p.words.first() {
+                Some(WordPattern::Exact(w)) => Some(vec![w]),
+                Some(WordPattern::OneOf(alternatives)) => alternatives
+                    .iter()
+                    .map(|a| match a {
+                        WordPattern::Exact(w) => Some(w),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            };
+            match firsts {
+                Some(firsts) => {
+                    for w in firsts {
+                        by_first.entry(w.clone()).or_default().push(i);
+                    }
+                }
+                None => unindexed.push(i),
             }
         }
         PhraseSet {
@@ -335,6 +381,16 @@ struct RawReplies {
     snoozed: Vec<String>,
 }
 
+/// The first phrase of a list that cannot be used, for a clear error at load time (a safety list
+/// must never drop a phrase silently).
+fn unusable<'a>(lists: impl IntoIterator<Item = &'a Vec<String>>) -> Option<&'a str> {
+    lists
+        .into_iter()
+        .flatten()
+        .find(|p| Phrase::parse(p).is_none())
+        .map(String::as_str)
+}
+
 fn sets(raw: BTreeMap<String, Vec<String>>) -> BTreeMap<String, PhraseSet> {
     raw.into_iter()
         .map(|(k, v)| (k, PhraseSet::parse(&v)))
@@ -354,6 +410,33 @@ impl LanguageLexicon {
         }
         if raw.commands.stop.is_empty() {
             return Err(err("[commands] stop must not be empty".into()));
+        }
+        let c = &raw.commands;
+        let all = raw
+            .urgent
+            .values()
+            .chain(raw.dosing.values())
+            .chain([
+                &raw.not_urgent.phrases,
+                &c.stop,
+                &c.start,
+                &c.help,
+                &c.language,
+                &c.level,
+            ])
+            .chain([
+                &c.yes,
+                &c.no,
+                &c.simpler,
+                &raw.replies.taken,
+                &raw.replies.skipped,
+            ])
+            .chain([&raw.replies.snoozed])
+            .chain(raw.names.values());
+        if let Some(bad) = unusable(all) {
+            return Err(err(format!(
+                "phrase {bad:?} matches nothing: it needs a word, and each `a|b` alternative must be one word"
+            )));
         }
         let c = raw.commands;
         Ok(LanguageLexicon {
@@ -464,6 +547,21 @@ mod tests {
     }
 
     #[test]
+    fn alternatives_match_any_one_word() {
+        let p = Phrase::parse("stop|quit|skip* my *statin").unwrap();
+        assert_eq!(p.find_all(&w("can I quit my atorvastatin")).len(), 1);
+        assert_eq!(p.find_all(&w("skipping my simvastatin")).len(), 1);
+        assert!(p.find_all(&w("start my atorvastatin")).is_empty());
+        assert!(
+            Phrase::parse("stop|two words").is_some(),
+            "split on spaces first"
+        );
+        assert!(Phrase::parse("stop|").is_none());
+        let set = PhraseSet::parse(&["take|double my dose".into()]);
+        assert!(set.find(&w("should I double my dose")).is_some());
+    }
+
+    #[test]
     fn arabic_and_joined_to_a_word_still_matches() {
         let p = Phrase::parse("وجهي مايل").unwrap();
         assert_eq!(p.find_all(&w("راسي يوجعني ووجهي مايل")).len(), 1);
@@ -526,5 +624,15 @@ mod tests {
             "language = \"en\"\nurgnt = {}\n[urgent]\na=[\"b\"]\n[dosing]\n[commands]\nstop=[\"stop\"]\nstart=[]\nhelp=[]\nlanguage=[]\nlevel=[]\nyes=[]\nno=[]",
         );
         assert!(typo.unwrap_err().to_string().contains("urgnt"));
+        let empty_alternative = LanguageLexicon::parse(
+            Path::new("x.toml"),
+            "language = \"en\"\n[urgent]\na=[\"chest|\"]\n[dosing]\n[commands]\nstop=[\"stop\"]\nstart=[]\nhelp=[]\nlanguage=[]\nlevel=[]\nyes=[]\nno=[]",
+        );
+        assert!(
+            empty_alternative
+                .unwrap_err()
+                .to_string()
+                .contains("chest|")
+        );
     }
 }
