@@ -78,6 +78,20 @@ async fn a_patient_talks_to_careloop_over_http() {
         "urgent"
     );
 
+    // A retried request with the same client message id is answered once.
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let resp = client
+            .post(format!("{}/api/v1/conversation/messages", app.base_url))
+            .json(&json!({ "session": session, "text": "HELP", "client_message_id": "m-1" }))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        outcomes.push(body["outcome"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(outcomes, ["replied", "duplicate"]);
+
     let bad = client
         .post(format!("{}/api/v1/conversation/messages", app.base_url))
         .json(&json!({ "session": "short", "text": "hi" }))
