@@ -3,15 +3,16 @@
 //! while doses already sent are neither touched nor planned again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use careloop_core::{
-    ChannelKind, ConsentState, OccurrenceState, OrganizationId, QuietHours, QuietHoursPolicy,
-    TimeZone,
+    ChannelKind, OccurrenceState, OrganizationId, QuietHours, QuietHoursPolicy, TimeZone,
 };
 use careloop_reminders::planner::idempotency_key;
 use careloop_reminders::{PlanError, PlanOutcome, plan};
 use careloop_store::{
-    MedicationSchedule, NewMedicationSchedule, NewPatient, Patient, PatientPreferences,
-    ReminderOccurrence, Store, StoreError,
+    MedicationSchedule, NewMedicationSchedule, Patient, PatientPreferences, ReminderOccurrence,
+    Store, StoreError,
 };
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -23,37 +24,12 @@ struct Fixture {
 }
 
 async fn fixture(timezone: &str, quiet_hours: Option<&str>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("careloop.sqlite").display());
-    let store = Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    let org = store
-        .organizations()
-        .create("Clinic", &"clinic".parse().unwrap())
-        .await
-        .unwrap()
-        .id;
-    let patient = store
-        .patients()
-        .create(
-            org,
-            NewPatient {
-                display_name: "Ana".parse().unwrap(),
-                language: "en".parse().unwrap(),
-                reading_level: "easy".parse().unwrap(),
-                timezone: timezone.parse().unwrap(),
-                quiet_hours: quiet_hours.map(|q| q.parse().unwrap()),
-                consent: ConsentState::Granted,
-                tags: vec![],
-            },
-        )
-        .await
-        .unwrap();
+    let c = common::clinic("en", timezone, quiet_hours).await;
     Fixture {
-        _dir: dir,
-        store,
-        org,
-        patient,
+        _dir: c._dir,
+        store: c.store,
+        org: c.org,
+        patient: c.patient,
     }
 }
 

@@ -2,15 +2,15 @@
 //! occurrence exactly once, a redelivered job is a no-op, and the worker stops on shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use careloop_config::QueueBackend;
-use careloop_core::{
-    ConsentState, OccurrenceState, OrganizationId, ReminderOccurrenceId, TimeZone,
-};
+use careloop_core::{OccurrenceState, OrganizationId, ReminderOccurrenceId};
 use careloop_queue::{QueueConnection, ReminderDue};
 use careloop_reminders::{Dispatch, dispatch, run};
-use careloop_store::{NewPatient, NewReminderOccurrence, Store};
+use careloop_store::{NewReminderOccurrence, Store};
 use chrono::Utc;
 
 struct Fixture {
@@ -21,32 +21,12 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("careloop.sqlite").display());
-    let store = Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    let org = store
-        .organizations()
-        .create("Clinic", &"clinic".parse().unwrap())
-        .await
-        .unwrap()
-        .id;
-    let patient = store
-        .patients()
-        .create(
-            org,
-            NewPatient {
-                display_name: "Ana".parse().unwrap(),
-                language: "es".parse().unwrap(),
-                reading_level: "easy".parse().unwrap(),
-                timezone: "Europe/Madrid".parse::<TimeZone>().unwrap(),
-                quiet_hours: None,
-                consent: ConsentState::Granted,
-                tags: vec![],
-            },
-        )
-        .await
-        .unwrap();
+    let common::Clinic {
+        _dir: dir,
+        store,
+        org,
+        patient,
+    } = common::clinic("es", "Europe/Madrid", None).await;
     let occurrence = store
         .reminder_occurrences()
         .insert_if_absent(

@@ -110,6 +110,25 @@ impl TriageScore {
     }
 }
 
+impl std::fmt::Display for TriageScore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} messages; urgent recall {:.3} ({}/{}), dosing recall {:.3} ({}/{}), false alarms {:.3} ({}/{})",
+            self.cases,
+            self.urgent_recall(),
+            self.urgent_caught,
+            self.urgent,
+            self.dosing_recall(),
+            self.dosing_caught,
+            self.dosing,
+            self.false_alarm_rate(),
+            self.false_alarms,
+            self.ordinary,
+        )
+    }
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }

@@ -11,19 +11,7 @@ use careloop_core::Language;
 use common::repo;
 
 fn report(label: &str, score: &eval::TriageScore) {
-    eprintln!(
-        "{label}: {} messages; urgent recall {:.3} ({}/{}), dosing recall {:.3} ({}/{}), false alarms {:.3} ({}/{})",
-        score.cases,
-        score.urgent_recall(),
-        score.urgent_caught,
-        score.urgent,
-        score.dosing_recall(),
-        score.dosing_caught,
-        score.dosing,
-        score.false_alarm_rate(),
-        score.false_alarms,
-        score.ordinary,
-    );
+    eprintln!("{label}: {score}");
 }
 
 #[test]

@@ -202,7 +202,8 @@ impl Messages<'_> {
         channel: ChannelKind,
     ) -> Result<Conversation, StoreError> {
         // The common case is a conversation that exists: read it without taking the write lock.
-        if let Some(m) = latest_conversation(self.store.connection(), org, patient, channel).await? {
+        if let Some(m) = latest_conversation(self.store.connection(), org, patient, channel).await?
+        {
             return Conversation::try_from(m);
         }
         let txn = self.store.begin_write().await?;
