@@ -138,11 +138,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-/// The reply without the disclaimer footer.
-fn body(text: &str) -> &str {
-    text.rsplit_once("\n\n— ").map_or(text, |(body, _)| body)
-}
-
 pub async fn conversation(
     settings: &Settings,
     with_model: Option<Arc<dyn LlmService>>,
@@ -317,7 +312,7 @@ pub async fn conversation(
             };
             total += 1;
             by_model += usize::from(reply.source == ReplySource::Model);
-            let text = body(&reply.text);
+            let text = reply.answer_text();
             right_language +=
                 usize::from(reply.language == *language && bench.detector.is_in(text, *language));
             in_band += usize::from(careloop_literacy::assess(text, *language).fits(level));

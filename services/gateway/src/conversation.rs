@@ -118,11 +118,7 @@ async fn post_message(
             outcome: "replied",
             reply: Some(ReplyOut {
                 message_id: reply.message_id.to_string(),
-                source: match reply.source {
-                    careloop_conversation::ReplySource::Model => "model",
-                    careloop_conversation::ReplySource::Article => "article",
-                    careloop_conversation::ReplySource::Template(_) => "template",
-                },
+                source: reply.source.as_str(),
                 text: reply.text,
                 language: reply.language.code().to_owned(),
                 provenance: reply.provenance,

@@ -116,7 +116,8 @@ pub enum ReplySource {
 }
 
 impl ReplySource {
-    fn name(&self) -> &str {
+    /// `model`, `article` or `template`, as provenance and the API report it.
+    pub fn as_str(&self) -> &'static str {
         match self {
             ReplySource::Model => "model",
             ReplySource::Article => "article",
@@ -134,6 +135,18 @@ pub struct Reply {
     pub language: Language,
     pub source: ReplySource,
     pub provenance: Provenance,
+}
+
+/// What separates a reply's answer from its disclaimer footer.
+const FOOTER: &str = "\n\n— ";
+
+impl Reply {
+    /// The reply without its disclaimer footer: what the checks and reading level apply to.
+    pub fn answer_text(&self) -> &str {
+        self.text
+            .rsplit_once(FOOTER)
+            .map_or(&self.text, |(answer, _)| answer)
+    }
 }
 
 impl std::fmt::Debug for Reply {
@@ -371,16 +384,7 @@ impl ConversationEngine {
                     if patient.consent == ConsentState::Withdrawn {
                         return self.no_reply(org, &patient, "stop repeated", started);
                     }
-                    patient = self
-                        .store
-                        .patients()
-                        .set_consent(
-                            org,
-                            patient.id,
-                            ConsentState::Withdrawn,
-                            &Actor::Patient(patient.id),
-                        )
-                        .await?;
+                    patient = self.set_consent(&patient, ConsentState::Withdrawn).await?;
                     let cancelled = self
                         .store
                         .reminder_occurrences()
@@ -392,16 +396,7 @@ impl ConversationEngine {
                     self.template(&lib, &mut out, "opt-out-confirmed", patient.language, &[]);
                 }
                 Command::Start => {
-                    patient = self
-                        .store
-                        .patients()
-                        .set_consent(
-                            org,
-                            patient.id,
-                            ConsentState::Granted,
-                            &Actor::Patient(patient.id),
-                        )
-                        .await?;
+                    patient = self.set_consent(&patient, ConsentState::Granted).await?;
                     self.store
                         .patients()
                         .set_channel_opt_out(org, patient.id, channel, false)
@@ -611,7 +606,7 @@ impl ConversationEngine {
             patient_id = %patient.id,
             message_id = %reply.message_id,
             stage,
-            source = reply.source.name(),
+            source = reply.source.as_str(),
             language = %reply.language,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "conversation reply recorded"
@@ -682,6 +677,24 @@ impl ConversationEngine {
         identities.link(org, patient.id, address, None).await?;
         tracing::info!(organization_id = %org, patient_id = %patient.id, channel = %address.kind(), "new patient from an unknown sender");
         Ok((patient, true))
+    }
+
+    /// The patient's own consent decision (STOP, START, onboarding), audited as theirs.
+    async fn set_consent(
+        &self,
+        patient: &Patient,
+        state: ConsentState,
+    ) -> Result<Patient, ConversationError> {
+        Ok(self
+            .store
+            .patients()
+            .set_consent(
+                patient.organization_id,
+                patient.id,
+                state,
+                &Actor::Patient(patient.id),
+            )
+            .await?)
     }
 
     async fn set_prefs(
@@ -815,11 +828,7 @@ impl ConversationEngine {
                         } else {
                             ConsentState::Withdrawn
                         };
-                        patient = self
-                            .store
-                            .patients()
-                            .set_consent(org, patient.id, state, &Actor::Patient(patient.id))
-                            .await?;
+                        patient = self.set_consent(&patient, state).await?;
                         let key = if yes {
                             "onboarding-done"
                         } else {
@@ -1057,7 +1066,11 @@ impl ConversationEngine {
 
     fn disclaimer(&self, lib: &Library, out: &mut Composed, language: Language) {
         if let Some(t) = lib.template("disclaimer", language) {
-            out.push(format!("— {}", t.body), Some(t.version_id));
+            // Parts are joined by a blank line, so the footer starts with `FOOTER`.
+            out.push(
+                format!("{}{}", FOOTER.trim_start(), t.body),
+                Some(t.version_id),
+            );
         }
     }
 
@@ -1103,7 +1116,7 @@ impl ConversationEngine {
         let source = out.source.unwrap_or(ReplySource::Template(String::new()));
         let mut checks = out.checks;
         checks.insert("stage".into(), json!(stage));
-        checks.insert("source".into(), json!(source.name()));
+        checks.insert("source".into(), json!(source.as_str()));
         if let ReplySource::Template(key) = &source {
             checks.insert("template".into(), json!(key));
         }

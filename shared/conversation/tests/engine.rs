@@ -535,3 +535,18 @@ async fn a_new_sender_is_welcomed_in_the_language_they_wrote_in() {
     let reply = h.ask(1201, "مرحبا، أريد أن أسأل عن مرض السكري").await;
     assert_eq!(reply.language, Language::Arabic);
 }
+
+#[tokio::test]
+async fn the_answer_text_is_the_reply_without_its_disclaimer() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    h.patient(
+        1300,
+        Language::English,
+        ReadingLevel::Easy,
+        "type2_diabetes",
+    )
+    .await;
+    let reply = h.ask(1300, "What is type 2 diabetes?").await;
+    assert_eq!(reply.answer_text(), GOOD_EN);
+    assert_eq!(reply.source.as_str(), "model");
+}
