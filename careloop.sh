@@ -38,6 +38,27 @@ ensure_services() {
   return 1
 }
 
+# The web chat's browser test drives Debian's chromium through playwright-core (which downloads
+# no browser of its own); its node packages are pinned in tests/browser/package-lock.json.
+setup_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium (Debian package)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+  fi
+  if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.careloop-lock; then
+    log "installing the browser test's node packages"
+    npm ci --prefix tests/browser --no-audit --no-fund
+    cp tests/browser/package-lock.json tests/browser/node_modules/.careloop-lock
+  fi
+}
+
+# The email channel's tests start real mail servers: aiosmtpd (in a cached venv) and dovecot.
+setup_mail_tools() {
+  log "mail servers for tests"
+  bash scripts/test-services/mail.sh
+}
+
 cmd_setup() {
   setup_model
 }
@@ -55,6 +76,8 @@ cmd_run() {
 cmd_test() {
   setup_model
   ensure_services
+  setup_mail_tools
+  setup_browser
   log "building and running the tests"
   cargo test --workspace --locked --no-fail-fast "$@"
 }

@@ -8,6 +8,7 @@
 mod m20250601_000001_initial_schema;
 mod m20250601_000002_audit_log_append_only;
 mod m20261127_000003_alerts_and_dialogs;
+mod m20261127_000004_outbox_and_inbound;
 
 pub use m20250601_000002_audit_log_append_only::APPEND_ONLY_MESSAGE;
 use sea_orm_migration::async_trait;
@@ -34,6 +35,8 @@ pub const TABLES: &[&str] = &[
     "audit_log",
     "alerts",
     "patient_dialogs",
+    "inbound_events",
+    "enrolment_codes",
 ];
 
 /// The careloop migrations, in order.
@@ -47,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000001_initial_schema::Migration),
             Box::new(m20250601_000002_audit_log_append_only::Migration),
             Box::new(m20261127_000003_alerts_and_dialogs::Migration),
+            Box::new(m20261127_000004_outbox_and_inbound::Migration),
         ]
     }
 }

@@ -355,5 +355,7 @@ fn inbound(org: OrganizationId, address: ChannelAddress, text: &str) -> Inbound 
         address,
         content: InboundContent::Text(text.to_owned()),
         idempotency_key: None,
+        reply: Default::default(),
+        rate_limited: false,
     }
 }

@@ -3,6 +3,7 @@
 //! Thin by design: it reads settings, then wires the libraries together. Which parts a process runs
 //! is decided by `--roles`; storage and queue are decided by settings alone.
 
+mod channels;
 mod content;
 mod eval;
 mod roles;

@@ -137,6 +137,12 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         _ => None,
     };
 
+    let webchat = conversation
+        .as_ref()
+        .map(|_| webchat_state(&settings, &store))
+        .transpose()
+        .context("web chat")?;
+
     let reminders = roles.contains(Role::Reminders).then(|| {
         let worker = careloop_reminders::run(
             queue.clone(),
@@ -146,6 +152,15 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         );
         tokio::spawn(worker)
     });
+
+    let channels = match &conversation {
+        Some(conversation) => Some(
+            crate::channels::start(&settings, &store, conversation, &shutdown)
+                .await
+                .context("channels")?,
+        ),
+        None => None,
+    };
 
     let server_config = ServerConfig {
         host: settings.server.host.clone(),
@@ -157,6 +172,9 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         AppState {
             readiness: Arc::new(checks),
             conversation,
+            webchat,
+            telegram: channels.as_ref().and_then(|c| c.telegram_webhook.clone()),
+            email: channels.as_ref().and_then(|c| c.email_routes.clone()),
         },
     )?;
     tracing::info!(host = %server_config.host, port = app.port(), "listening");
@@ -176,6 +194,9 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     }
     if let Some(llm_worker) = llm_worker {
         llm_worker.await.context("LLM worker task")?;
+    }
+    for task in channels.map(|c| c.tasks).unwrap_or_default() {
+        task.await.context("channel task")?;
     }
     tracing::info!("stopped");
     outcome
@@ -211,7 +232,33 @@ async fn conversation_state(
     Ok(careloop_gateway::ConversationState {
         engine: Arc::new(engine),
         organization_id,
+        store: store.clone(),
     })
+}
+
+/// The web chat hub of a gateway: tokens signed with `webchat.signing_secret`, or with the key
+/// kept in the data folder (created on first start), and idle sessions evicted in the background.
+fn webchat_state(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<careloop_gateway::webchat::WebChatState> {
+    use careloop_gateway::webchat::{HubConfig, SigningKey, WebChatHub, WebChatState};
+    let config = &settings.webchat;
+    let key = match &config.signing_secret {
+        Some(secret) => SigningKey::from_secret(secret.expose_secret())?,
+        None => SigningKey::load_or_create(&settings.webchat_key_path())?,
+    };
+    let hub = WebChatHub::new(
+        key,
+        HubConfig {
+            token_ttl: Duration::from_secs(config.token_ttl_secs),
+            buffer_events: config.buffer_events,
+            idle_ttl: Duration::from_secs(config.idle_ttl_secs),
+            max_sessions: config.max_sessions,
+        },
+    );
+    hub.spawn_janitor();
+    Ok(WebChatState::new(hub, store.clone()))
 }
 
 /// The Redis worker pool of `llm.mode = remote` (`None` in process).

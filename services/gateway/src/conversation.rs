@@ -3,7 +3,7 @@
 //! tokens and the widget come with the web chat channel.)
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode, web};
-use careloop_conversation::{Handled, Inbound, InboundContent};
+use careloop_conversation::{Handled, Inbound, InboundContent, ReplyDelivery};
 use careloop_core::ChannelKind;
 use careloop_store::ChannelAddress;
 use serde::{Deserialize, Serialize};
@@ -107,12 +107,26 @@ async fn post_message(
         address,
         content: InboundContent::Text(text),
         idempotency_key: client_message_id.map(|id| format!("web_chat:{session}:{id}")),
+        // The reply goes back in this response; the outbox must not send it again.
+        reply: ReplyDelivery {
+            meta: None,
+            hold: Some(std::time::Duration::from_secs(24 * 3600)),
+        },
+        rate_limited: false,
     };
     let handled = conversation
         .engine
         .handle(inbound, None)
         .await
         .map_err(anyhow::Error::new)?;
+    if let Handled::Replied(reply) = &handled {
+        conversation
+            .store
+            .outbox()
+            .mark_sent(conversation.organization_id, reply.message_id, None, true)
+            .await
+            .map_err(anyhow::Error::new)?;
+    }
     let out = match handled {
         Handled::Replied(reply) => MessageOut {
             outcome: "replied",

@@ -6,7 +6,11 @@
 //! [`Application::run_until_stopped`] serves until SIGINT/SIGTERM or [`StopHandle::stop`].
 
 mod conversation;
+pub mod email;
 mod health;
+pub mod webchat;
+pub mod inbound;
+pub mod telegram;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -30,6 +34,12 @@ pub struct AppState {
     pub readiness: Arc<Vec<ReadinessCheck>>,
     /// The conversation engine, in processes that run the gateway role.
     pub conversation: Option<ConversationState>,
+    /// The web chat (sessions and their event streams), in processes that run the gateway role.
+    pub webchat: Option<webchat::WebChatState>,
+    /// The Telegram webhook, when Telegram is enabled in webhook mode.
+    pub telegram: Option<telegram::TelegramWebhook>,
+    /// Email inbound and unsubscribe routes, when email is enabled.
+    pub email: Option<email::EmailRoutes>,
 }
 
 /// The engine and the organization whose patients this gateway serves.
@@ -37,6 +47,7 @@ pub struct AppState {
 pub struct ConversationState {
     pub engine: Arc<careloop_conversation::ConversationEngine>,
     pub organization_id: careloop_core::OrganizationId,
+    pub store: careloop_store::Store,
 }
 
 pub struct Application {
@@ -65,9 +76,19 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::JsonConfig::default().limit(MAX_JSON_BYTES))
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+                // Method and path only: a query string may hold a web chat token.
+                .wrap(
+                    actix_web::middleware::Logger::new("%{route}xi %s %Dms")
+                        .custom_request_replace("route", |req| {
+                            format!("{} {}", req.method(), req.path())
+                        })
+                        .exclude("/healthz"),
+                )
                 .configure(health::routes)
                 .configure(conversation::routes)
+                .configure(webchat::routes)
+                .configure(telegram::routes)
+                .configure(email::routes)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?

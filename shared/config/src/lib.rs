@@ -35,6 +35,116 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub content: ContentSettings,
     pub log: LogSettings,
+    pub webchat: WebChatSettings,
+    pub channels: ChannelSettings,
+}
+
+/// The patient channels, the outbox and inbound limits.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelSettings {
+    pub telegram: TelegramSettings,
+    pub email: EmailChannelSettings,
+    pub outbox: OutboxSettings,
+    pub limits: InboundLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    /// Telegram posts updates to `/channels/telegram/webhook` (needs a public HTTPS URL).
+    Webhook,
+    /// The gateway asks Telegram for updates (`getUpdates`); for installs without a public URL.
+    Polling,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelegramSettings {
+    /// Off unless a token is configured and this is true.
+    pub enabled: bool,
+    /// The bot token from @BotFather.
+    pub token: Option<SecretString>,
+    /// The Bot API server; unset means Telegram's. Tests point it at a fake server.
+    pub api_url: Option<String>,
+    pub mode: TelegramMode,
+    /// Webhook mode: the public URL Telegram should post to; when set, `setWebhook` is called on
+    /// start. (Unset: the webhook is registered by hand.)
+    pub webhook_url: Option<String>,
+    /// Webhook mode: the secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token` (required).
+    pub webhook_secret: Option<SecretString>,
+    pub per_chat_per_second: u32,
+    pub per_bot_per_second: u32,
+    /// Least time between two edits of a streamed answer.
+    pub draft_edit_interval_ms: u64,
+    /// Polling mode: how long one `getUpdates` call waits for an update.
+    pub poll_timeout_secs: u64,
+}
+
+impl TelegramSettings {
+    /// The token when Telegram is enabled; an error when enabled without one.
+    pub fn active_token(&self) -> Result<Option<&SecretString>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        match &self.token {
+            Some(t) if !t.expose_secret().trim().is_empty() => Ok(Some(t)),
+            _ => Err(ConfigError::Invalid {
+                field: "channels.telegram.token",
+                reason: "is required when channels.telegram.enabled is true".into(),
+            }),
+        }
+    }
+}
+
+/// Email: SMTP out, inbound mail over a signed webhook and/or an IMAP mailbox. The `smtp` and
+/// `imap` tables are passed as they are to the email adapter, which validates them
+/// (`careloop_channels::email::{EmailSettings, ImapSettings}` name every key).
+#[derive(Clone, Deserialize)]
+pub struct EmailChannelSettings {
+    pub enabled: bool,
+    #[serde(default)]
+    pub smtp: serde_json::Map<String, serde_json::Value>,
+    /// Secret of `POST /channels/email/inbound` (`X-Careloop-Signature`); the route is off
+    /// without it.
+    pub webhook_secret: Option<SecretString>,
+    /// An IMAP mailbox to poll for replies, when set.
+    #[serde(default)]
+    pub imap: Option<serde_json::Map<String, serde_json::Value>>,
+    pub imap_poll_secs: u64,
+}
+
+impl std::fmt::Debug for EmailChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only key names: the tables hold passwords and addresses.
+        f.debug_struct("EmailChannelSettings")
+            .field("enabled", &self.enabled)
+            .field("smtp", &self.smtp.keys().collect::<Vec<_>>())
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<secret>"))
+            .field("imap", &self.imap.as_ref().map(|m| m.keys().collect::<Vec<_>>()))
+            .field("imap_poll_secs", &self.imap_poll_secs)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// How often the outbox looks for due messages (it is also woken in process).
+    pub poll_interval_ms: u64,
+    /// Attempts before a transiently failing message is given up.
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+}
+
+/// Limits on what patients and clients send in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundLimits {
+    /// Messages one patient (one chat, address or session) may send a minute before getting the
+    /// polite "slow down" reply instead of an answer (red flags are still answered).
+    pub per_patient_per_minute: u32,
+    /// Requests one IP address may make a minute to the public conversation and web chat routes.
+    pub per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +222,24 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+/// The web chat: signed session tokens and the in-memory event logs of open sessions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebChatSettings {
+    /// Signs session tokens (at least 32 characters). Unset: a random key kept in
+    /// `<data_dir>/webchat.key` (see [`Settings::webchat_key_path`]), created on first start with
+    /// mode 0600, so tokens survive restarts. Gateways that verify each other's tokens
+    /// (scale-out) set the same secret.
+    pub signing_secret: Option<SecretString>,
+    /// How long a session token is accepted (default 86,400: a day).
+    pub token_ttl_secs: u64,
+    /// Messages each session keeps for browsers that reconnect (default 32).
+    pub buffer_events: usize,
+    /// A session with no browser connected is forgotten after this long (default 1,800).
+    pub idle_ttl_secs: u64,
+    /// Sessions held in memory at once (default 100,000); past it new ones are refused.
+    pub max_sessions: usize,
+}
+
 /// Where the queue lives, decided from the settings alone.
 #[derive(Debug, Clone)]
 pub enum QueueBackend {
@@ -138,6 +266,24 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("content.import_on_start", "true"),
     ("log.format", "json"),
     ("log.filter", "info"),
+    ("webchat.token_ttl_secs", "86400"),
+    ("webchat.buffer_events", "32"),
+    ("webchat.idle_ttl_secs", "1800"),
+    ("webchat.max_sessions", "100000"),
+    ("channels.telegram.enabled", "false"),
+    ("channels.telegram.mode", "webhook"),
+    ("channels.telegram.per_chat_per_second", "1"),
+    ("channels.telegram.per_bot_per_second", "30"),
+    ("channels.telegram.draft_edit_interval_ms", "1000"),
+    ("channels.telegram.poll_timeout_secs", "25"),
+    ("channels.email.enabled", "false"),
+    ("channels.email.imap_poll_secs", "30"),
+    ("channels.outbox.poll_interval_ms", "1000"),
+    ("channels.outbox.max_attempts", "8"),
+    ("channels.outbox.backoff_base_ms", "2000"),
+    ("channels.outbox.backoff_max_ms", "600000"),
+    ("channels.limits.per_patient_per_minute", "20"),
+    ("channels.limits.per_ip_per_minute", "120"),
 ];
 
 impl Settings {
@@ -188,8 +334,63 @@ impl Settings {
         if self.llm.lease_secs == 0 {
             return Err(invalid("llm.lease_secs", "must be at least 1"));
         }
+        if self
+            .webchat
+            .signing_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < 32)
+        {
+            return Err(invalid(
+                "webchat.signing_secret",
+                "must be at least 32 characters",
+            ));
+        }
+        if self.webchat.token_ttl_secs < 60 {
+            return Err(invalid("webchat.token_ttl_secs", "must be at least 60"));
+        }
+        if !(1..=10_000).contains(&self.webchat.buffer_events) {
+            return Err(invalid("webchat.buffer_events", "must be 1-10000"));
+        }
+        if self.webchat.idle_ttl_secs == 0 {
+            return Err(invalid("webchat.idle_ttl_secs", "must be at least 1"));
+        }
+        if self.webchat.max_sessions == 0 {
+            return Err(invalid("webchat.max_sessions", "must be at least 1"));
+        }
         if self.queue.concurrency == 0 {
             return Err(invalid("queue.concurrency", "must be at least 1"));
+        }
+        let telegram = &self.channels.telegram;
+        if telegram.active_token()?.is_some() && telegram.mode == TelegramMode::Webhook {
+            let secret_ok = telegram.webhook_secret.as_ref().is_some_and(|s| {
+                let s = s.expose_secret();
+                (16..=256).contains(&s.len())
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !secret_ok {
+                return Err(invalid(
+                    "channels.telegram.webhook_secret",
+                    "is required in webhook mode: 16-256 characters of A-Z, a-z, 0-9, '_' or '-'",
+                ));
+            }
+        }
+        if telegram.per_chat_per_second == 0 || telegram.per_bot_per_second == 0 {
+            return Err(invalid(
+                "channels.telegram.per_chat_per_second",
+                "rates must be at least 1",
+            ));
+        }
+        if self.channels.outbox.max_attempts == 0 {
+            return Err(invalid("channels.outbox.max_attempts", "must be at least 1"));
+        }
+        if self.channels.limits.per_patient_per_minute == 0
+            || self.channels.limits.per_ip_per_minute == 0
+        {
+            return Err(invalid(
+                "channels.limits.per_patient_per_minute",
+                "limits must be at least 1",
+            ));
         }
         let namespace_ok = !self.queue.namespace.is_empty()
             && self.queue.namespace.len() <= 64
@@ -237,6 +438,11 @@ impl Settings {
                 self.data_dir.join("careloop.sqlite").display()
             )),
         }
+    }
+
+    /// Where the web chat signing key is kept when `webchat.signing_secret` is unset.
+    pub fn webchat_key_path(&self) -> PathBuf {
+        self.data_dir.join("webchat.key")
     }
 
     pub fn queue_backend(&self) -> QueueBackend {

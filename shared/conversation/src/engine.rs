@@ -71,6 +71,9 @@ pub enum InboundContent {
     Text(String),
     /// A sticker, voice note, file… named by kind (`sticker`), never its content.
     Unsupported(String),
+    /// The patient opened the conversation (Telegram `/start`): a new sender is welcomed into
+    /// onboarding, a known patient whose consent is pending is asked for it, others get HELP.
+    Greeting,
 }
 
 impl std::fmt::Debug for InboundContent {
@@ -78,6 +81,7 @@ impl std::fmt::Debug for InboundContent {
         match self {
             InboundContent::Text(t) => write!(f, "Text(<{} chars>)", t.chars().count()),
             InboundContent::Unsupported(kind) => write!(f, "Unsupported({kind})"),
+            InboundContent::Greeting => f.write_str("Greeting"),
         }
     }
 }
@@ -91,6 +95,21 @@ pub struct Inbound {
     /// The channel's id for this message (`telegram:<bot>:<update_id>`): a message seen twice is
     /// handled once.
     pub idempotency_key: Option<String>,
+    /// How the reply goes out through the outbox.
+    pub reply: ReplyDelivery,
+    /// The sender is over their message rate: commands and red flags are still handled, but a
+    /// question gets the polite `rate-limited` reply instead of an answer (no model call).
+    pub rate_limited: bool,
+}
+
+/// What the outbox needs to send the reply on the inbound message's channel.
+#[derive(Debug, Clone, Default)]
+pub struct ReplyDelivery {
+    /// Channel data kept with the reply (the channels crate's `DeliveryMeta`: threading ids…).
+    pub meta: Option<serde_json::Value>,
+    /// Hold the reply in the outbox this long: a channel that streams drafts releases it itself
+    /// when its draft is ready to be replaced; if it never does, the outbox sends it after this.
+    pub hold: Option<std::time::Duration>,
 }
 
 /// What a channel that streams is told while a reply is being made.
@@ -321,7 +340,7 @@ impl ConversationEngine {
         let channel = inbound.address.kind();
         let text = match &inbound.content {
             InboundContent::Text(t) => cut(t, self.settings.max_read_chars).to_owned(),
-            InboundContent::Unsupported(_) => String::new(),
+            InboundContent::Unsupported(_) | InboundContent::Greeting => String::new(),
         };
         let words = normalize::words(&text);
 
@@ -336,6 +355,7 @@ impl ConversationEngine {
             InboundContent::Text(_) if !text.is_empty() => text.clone(),
             InboundContent::Text(_) => "[empty message]".to_owned(),
             InboundContent::Unsupported(kind) => format!("[unsupported: {kind}]"),
+            InboundContent::Greeting => "[conversation opened]".to_owned(),
         };
         let inbound_message = match self
             .store
@@ -350,6 +370,8 @@ impl ConversationEngine {
                     language: None,
                     idempotency_key: inbound.idempotency_key.clone(),
                     provenance: None,
+                    delivery_meta: None,
+                    hold_until: None,
                 },
             )
             .await?
@@ -541,6 +563,15 @@ impl ConversationEngine {
                 kept,
                 &[("language", native_name(kept))],
             );
+        } else if matches!(inbound.content, InboundContent::Greeting) {
+            stage = "greeting";
+            if patient.consent == ConsentState::Pending {
+                dialog.asked = Some(Question::Consent);
+                self.template(&lib, &mut out, "welcome", patient.language, &[]);
+                self.template(&lib, &mut out, "onboarding-consent", patient.language, &[]);
+            } else {
+                self.template(&lib, &mut out, "help", patient.language, &[]);
+            }
         } else if matches!(inbound.content, InboundContent::Unsupported(_)) {
             stage = "unsupported";
             self.template(&lib, &mut out, "unsupported", patient.language, &[]);
@@ -557,6 +588,9 @@ impl ConversationEngine {
                 patient.language,
                 &[("limit", &limit)],
             );
+        } else if inbound.rate_limited {
+            stage = "rate_limited";
+            self.template(&lib, &mut out, "rate-limited", patient.language, &[]);
         } else {
             // 4. Language: a message clearly in another supported language switches the reply.
             let switch = self.detector.clearly_other(&text, patient.language);
@@ -596,7 +630,15 @@ impl ConversationEngine {
         }
         // 8. Record the reply with its provenance.
         let reply = self
-            .record(org, &patient, &conversation, inbound_message.id, out, stage)
+            .record(
+                org,
+                &patient,
+                &conversation,
+                inbound_message.id,
+                &inbound.reply,
+                out,
+                stage,
+            )
             .await?;
         if let Some(events) = events {
             let _ = events.send(ReplyEvent::Final(Box::new(reply.clone())));
@@ -1109,6 +1151,7 @@ impl ConversationEngine {
         patient: &Patient,
         conversation: &Conversation,
         inbound: MessageId,
+        delivery: &ReplyDelivery,
         out: Composed,
         stage: &str,
     ) -> Result<Reply, ConversationError> {
@@ -1140,6 +1183,11 @@ impl ConversationEngine {
                     language: Some(language),
                     idempotency_key: Some(format!("reply:{inbound}")),
                     provenance: Some(provenance.clone()),
+                    delivery_meta: delivery.meta.clone(),
+                    hold_until: delivery
+                        .hold
+                        .and_then(|hold| chrono::Duration::from_std(hold).ok())
+                        .map(|hold| chrono::Utc::now() + hold),
                 },
             )
             .await?

@@ -29,5 +29,5 @@ pub mod triage;
 
 pub use engine::{
     ConversationEngine, ConversationError, EngineSettings, Handled, Inbound, InboundContent, Reply,
-    ReplyEvent, ReplySource,
+    ReplyDelivery, ReplyEvent, ReplySource,
 };

@@ -550,3 +550,101 @@ async fn the_answer_text_is_the_reply_without_its_disclaimer() {
     assert_eq!(reply.answer_text(), GOOD_EN);
     assert_eq!(reply.source.as_str(), "model");
 }
+
+#[tokio::test]
+async fn a_rate_limited_question_gets_the_polite_reply_but_red_flags_still_the_urgent_one() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    h.patient(700, Language::English, ReadingLevel::Easy, "type2_diabetes")
+        .await;
+    let question = InboundContent::Text("What is type 2 diabetes?".into());
+    let Handled::Replied(reply) = h
+        .send_inbound(700, question, true, Default::default())
+        .await
+    else {
+        panic!("no reply")
+    };
+    assert_eq!(template_key(&reply).as_deref(), Some("rate-limited"));
+    assert_eq!(h.model_calls(), 0, "a rate-limited question never reaches the model");
+    let red_flag = InboundContent::Text("I have chest pain and I can't breathe".into());
+    let Handled::Replied(reply) = h.send_inbound(700, red_flag, true, Default::default()).await
+    else {
+        panic!("no reply")
+    };
+    assert_eq!(template_key(&reply).as_deref(), Some("urgent"));
+    // Commands still work too.
+    let Handled::Replied(reply) = h
+        .send_inbound(700, InboundContent::Text("HELP".into()), true, Default::default())
+        .await
+    else {
+        panic!("no reply")
+    };
+    assert_eq!(template_key(&reply).as_deref(), Some("help"));
+}
+
+#[tokio::test]
+async fn opening_the_chat_welcomes_new_senders_and_asks_pending_consent() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    let Handled::Replied(reply) = h
+        .send_inbound(710, InboundContent::Greeting, false, Default::default())
+        .await
+    else {
+        panic!("no reply")
+    };
+    assert_eq!(template_key(&reply).as_deref(), Some("welcome"));
+    // A patient the care team enrolled (consent still pending) is asked for consent.
+    let p = h
+        .patient(711, Language::Spanish, ReadingLevel::Easy, "hypertension")
+        .await;
+    h.store
+        .patients()
+        .set_consent(
+            h.org,
+            p.id,
+            ConsentState::Pending,
+            &careloop_store::Actor::System,
+        )
+        .await
+        .unwrap();
+    let Handled::Replied(reply) = h
+        .send_inbound(711, InboundContent::Greeting, false, Default::default())
+        .await
+    else {
+        panic!("no reply")
+    };
+    assert_eq!(reply.language, Language::Spanish);
+    assert!(reply.provenance.checks.get("stage") == Some(&serde_json::json!("greeting")));
+    let consent = h.template("onboarding-consent", Language::Spanish).await;
+    assert!(reply.text.contains(consent.trim()), "{}", reply.text);
+    let Handled::Replied(reply) = h.send(711, "sí").await else {
+        panic!("no reply")
+    };
+    assert_eq!(template_key(&reply).as_deref(), Some("onboarding-done"));
+    assert_eq!(h.model_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_reply_is_held_in_the_outbox_with_the_channel_data() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    h.patient(720, Language::English, ReadingLevel::Easy, "type2_diabetes")
+        .await;
+    let delivery = careloop_conversation::ReplyDelivery {
+        meta: Some(serde_json::json!({"in_reply_to": "99"})),
+        hold: Some(std::time::Duration::from_secs(60)),
+    };
+    let Handled::Replied(reply) = h
+        .send_inbound(720, InboundContent::Text("HELP".into()), false, delivery)
+        .await
+    else {
+        panic!("no reply")
+    };
+    let stored = h
+        .store
+        .messages()
+        .get_message(h.org, reply.message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.delivery_meta, Some(serde_json::json!({"in_reply_to": "99"})));
+    let held = stored.next_attempt_at.unwrap() - stored.created_at;
+    assert!(held > chrono::Duration::seconds(55), "{held}");
+}

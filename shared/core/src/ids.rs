@@ -72,6 +72,8 @@ id_type! {
     AdherenceEventId => "adherence_event_id",
     AuditEntryId => "audit_entry_id",
     AlertId => "alert_id",
+    InboundEventId => "inbound_event_id",
+    EnrolmentCodeId => "enrolment_code_id",
 }
 
 #[cfg(test)]

@@ -224,6 +224,10 @@ pub mod messages {
         pub failure_reason: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub attempts: i32,
+        pub next_attempt_at: Option<DateTimeUtc>,
+        pub delivery_meta: Option<Json>,
+        pub provider_message_id: Option<String>,
     }
 
     no_relations!();
@@ -392,6 +396,50 @@ pub mod patient_dialogs {
         pub organization_id: Uuid,
         pub state: Json,
         pub updated_at: DateTimeUtc,
+    }
+
+    no_relations!();
+}
+
+pub mod inbound_events {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "inbound_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub organization_id: Uuid,
+        pub channel: String,
+        #[sea_orm(unique)]
+        pub idempotency_key: String,
+        pub payload: Option<Json>,
+        pub status: String,
+        pub attempts: i32,
+        pub error: Option<String>,
+        pub received_at: DateTimeUtc,
+        pub next_attempt_at: Option<DateTimeUtc>,
+        pub processed_at: Option<DateTimeUtc>,
+    }
+
+    no_relations!();
+}
+
+pub mod enrolment_codes {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "enrolment_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub organization_id: Uuid,
+        pub patient_id: Uuid,
+        #[sea_orm(unique)]
+        pub code_hash: String,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
     }
 
     no_relations!();

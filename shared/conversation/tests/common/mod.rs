@@ -221,6 +221,32 @@ impl Harness {
                     address: telegram(chat),
                     content,
                     idempotency_key: key.map(str::to_owned),
+                    reply: Default::default(),
+                    rate_limited: false,
+                },
+                None,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Sends a full inbound message (rate limit, delivery options) for this chat.
+    pub async fn send_inbound(
+        &self,
+        chat: i64,
+        content: InboundContent,
+        rate_limited: bool,
+        reply: careloop_conversation::ReplyDelivery,
+    ) -> Handled {
+        self.engine
+            .handle(
+                Inbound {
+                    organization_id: self.org,
+                    address: telegram(chat),
+                    content,
+                    idempotency_key: None,
+                    reply,
+                    rate_limited,
                 },
                 None,
             )
@@ -236,6 +262,8 @@ impl Harness {
             address: telegram(chat),
             content: InboundContent::Text(text.to_owned()),
             idempotency_key: None,
+            reply: Default::default(),
+            rate_limited: false,
         };
         self.engine.handle(inbound, Some(&tx)).await.unwrap();
         drop(tx);

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{from_json, now, parse, parse_opt, to_json};
+use crate::convert::{from_json, micros, non_negative_u32, now, parse, parse_opt, to_json};
 use crate::entities::{conversations, messages};
 use crate::repos::{ensure_patient, updated_one};
 use crate::{Inserted, Store, StoreError};
@@ -74,6 +74,16 @@ pub struct Message {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Outbound: send attempts so far.
+    pub attempts: u32,
+    /// Outbound and queued: not sent before this instant (a retry's backoff, a sender's lease or
+    /// a hold while a channel finishes streaming); `None` means now.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Outbound: what the channel needs beside the text (buttons, subject, threading), as the
+    /// channels crate writes it.
+    pub delivery_meta: Option<serde_json::Value>,
+    /// Outbound and sent: the provider's id of what was sent.
+    pub provider_message_id: Option<String>,
 }
 
 impl fmt::Debug for Message {
@@ -93,6 +103,9 @@ impl fmt::Debug for Message {
             .field("failure_reason", &self.failure_reason)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("attempts", &self.attempts)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .field("provider_message_id", &self.provider_message_id)
             .finish()
     }
 }
@@ -118,6 +131,10 @@ impl TryFrom<messages::Model> for Message {
             failure_reason: m.failure_reason,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            attempts: non_negative_u32(MESSAGES, "attempts", m.attempts)?,
+            next_attempt_at: m.next_attempt_at,
+            delivery_meta: m.delivery_meta,
+            provider_message_id: m.provider_message_id,
         })
     }
 }
@@ -134,6 +151,11 @@ pub struct NewMessage {
     /// (`telegram:<bot>:<update_id>`). A second message with the same key is not stored.
     pub idempotency_key: Option<String>,
     pub provenance: Option<Provenance>,
+    /// Outbound: what the channel needs beside the text (see [`Message::delivery_meta`]).
+    pub delivery_meta: Option<serde_json::Value>,
+    /// Outbound: the outbox holds the message until then (a channel that streams finishes its
+    /// draft first and releases it earlier with `outbox().release`).
+    pub hold_until: Option<DateTime<Utc>>,
 }
 
 impl fmt::Debug for NewMessage {
@@ -146,6 +168,7 @@ impl fmt::Debug for NewMessage {
             .field("language", &self.language)
             .field("idempotency_key", &self.idempotency_key)
             .field("provenance", &self.provenance)
+            .field("hold_until", &self.hold_until)
             .finish()
     }
 }
@@ -292,6 +315,10 @@ impl Messages<'_> {
             failure_reason: Set(None),
             created_at: Set(at),
             updated_at: Set(at),
+            attempts: Set(0),
+            next_attempt_at: Set(new.hold_until.map(micros)),
+            delivery_meta: Set(new.delivery_meta),
+            provider_message_id: Set(None),
         })
         .on_conflict_do_nothing_on([messages::Column::IdempotencyKey])
         .exec_without_returning(&txn)

@@ -11,9 +11,12 @@ pub mod content;
 pub mod content_import;
 pub mod deliveries;
 pub mod dialogs;
+pub mod enrolment;
+pub mod inbound;
 pub mod messages;
 pub mod occurrences;
 pub mod organizations;
+pub mod outbox;
 pub mod patients;
 pub mod schedules;
 pub mod staff;
@@ -68,6 +71,15 @@ impl Store {
     }
     pub fn dialogs(&self) -> dialogs::Dialogs<'_> {
         dialogs::Dialogs { store: self }
+    }
+    pub fn outbox(&self) -> outbox::Outbox<'_> {
+        outbox::Outbox { store: self }
+    }
+    pub fn inbound_events(&self) -> inbound::InboundEvents<'_> {
+        inbound::InboundEvents { store: self }
+    }
+    pub fn enrolment_codes(&self) -> enrolment::EnrolmentCodes<'_> {
+        enrolment::EnrolmentCodes { store: self }
     }
 }
 

@@ -77,6 +77,8 @@ pub fn inbound(conversation: ConversationId, body: &str, key: Option<&str>) -> N
         language: Some(Language::Spanish),
         idempotency_key: key.map(str::to_owned),
         provenance: None,
+        delivery_meta: None,
+        hold_until: None,
     }
 }
 

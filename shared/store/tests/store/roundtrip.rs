@@ -600,6 +600,8 @@ async fn conversations_messages_and_deliveries(store: &Store) {
                 language: Some(Language::Spanish),
                 idempotency_key: None,
                 provenance: Some(provenance.clone()),
+                delivery_meta: None,
+                hold_until: None,
             },
         )
         .await
@@ -927,6 +929,8 @@ async fn schedules_occurrences_campaigns_adherence(store: &Store) {
                 language: Some(Language::English),
                 idempotency_key: Some(format!("occurrence:{}", occ.id)),
                 provenance: None,
+                delivery_meta: None,
+                hold_until: None,
             },
         )
         .await

@@ -1,0 +1,271 @@
+//! Telegram end to end: the real `careloop` process (embedded default, real SmolLM2) talking to
+//! a fake Telegram Bot API server over real HTTP, in webhook mode and in long-polling mode.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use careloop_channels::telegram::fake::{Failure, FakeTelegram, sticker_update, text_update};
+use careloop_core::{ChannelKind, MessageDirection, MessageStatus, TelegramChatId};
+use careloop_e2e::Careloop;
+use careloop_store::{ChannelAddress, InboundStatus, Store};
+use serde_json::json;
+
+const TOKEN: &str = "123456:TEST-token";
+const SECRET: &str = "webhook-secret-0123456789";
+
+fn telegram_env(fake: &FakeTelegram, mode: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CARELOOP_CHANNELS__TELEGRAM__ENABLED", "true".into()),
+        ("CARELOOP_CHANNELS__TELEGRAM__TOKEN", TOKEN.into()),
+        ("CARELOOP_CHANNELS__TELEGRAM__API_URL", fake.api_url()),
+        ("CARELOOP_CHANNELS__TELEGRAM__MODE", mode.into()),
+        ("CARELOOP_CHANNELS__TELEGRAM__WEBHOOK_SECRET", SECRET.into()),
+        (
+            "CARELOOP_CHANNELS__TELEGRAM__WEBHOOK_URL",
+            "https://careloop.example/channels/telegram/webhook".into(),
+        ),
+        ("CARELOOP_CHANNELS__TELEGRAM__PER_CHAT_PER_SECOND", "20".into()),
+        ("CARELOOP_CHANNELS__TELEGRAM__POLL_TIMEOUT_SECS", "1".into()),
+        ("CARELOOP_CHANNELS__TELEGRAM__DRAFT_EDIT_INTERVAL_MS", "300".into()),
+    ]
+}
+
+async fn store_of(app: &Careloop) -> Store {
+    let path = app.dir.path().join("data/careloop.sqlite");
+    Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
+}
+
+async fn post_update(
+    client: &reqwest::Client,
+    app: &Careloop,
+    secret: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{}/channels/telegram/webhook", app.base_url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(secret) = secret {
+        req = req.header("X-Telegram-Bot-Api-Secret-Token", secret);
+    }
+    req.send().await.unwrap()
+}
+
+/// Posts a text update and waits until the chat shows `before + 1` messages, returning the
+/// newest one's text once it stops changing (a streamed draft becomes the final reply).
+async fn say(
+    client: &reqwest::Client,
+    app: &Careloop,
+    fake: &FakeTelegram,
+    update: serde_json::Value,
+    chat: i64,
+    timeout: Duration,
+) -> String {
+    let before = fake.sent_to(chat).len();
+    let body = serde_json::to_vec(&update).unwrap();
+    let resp = post_update(client, app, Some(SECRET), body).await;
+    assert_eq!(resp.status(), 200);
+    // Processed (the engine has answered), then sent (the outbox has nothing queued).
+    let update_id = update["update_id"].as_u64().unwrap();
+    let key = format!("telegram:123456:{update_id}");
+    let store = store_of(app).await;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let processed = store
+            .inbound_events()
+            .find_by_key(&key)
+            .await
+            .unwrap()
+            .is_some_and(|e| e.status != InboundStatus::Pending);
+        let pending = store
+            .outbox()
+            .queued_count(Some(ChannelKind::Telegram))
+            .await
+            .unwrap();
+        if processed && pending == 0 && fake.sent_to(chat).len() > before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "update {update_id} not answered; logs:\n{}",
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fake.visible(chat).last().cloned().unwrap()
+}
+
+#[tokio::test]
+async fn a_patient_talks_to_careloop_on_telegram() {
+    let fake = FakeTelegram::start();
+    let mut app = Careloop::start(&["serve"], &telegram_env(&fake, "webhook")).unwrap();
+    app.wait_for("/readyz", 200, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let chat = 777_001;
+    let quick = Duration::from_secs(20);
+
+    // setWebhook was called on start with the public URL and the secret.
+    assert_eq!(
+        fake.webhook(),
+        Some((
+            "https://careloop.example/channels/telegram/webhook".to_owned(),
+            Some(SECRET.to_owned())
+        ))
+    );
+
+    // Requests that are not Telegram's are refused and change nothing.
+    let update = serde_json::to_vec(&text_update(1, chat, "Hello")).unwrap();
+    let resp = post_update(&client, &app, None, update.clone()).await;
+    assert_eq!(resp.status(), 401);
+    let resp = post_update(&client, &app, Some("wrong-secret-0123456789"), update.clone()).await;
+    assert_eq!(resp.status(), 401);
+    let resp = post_update(&client, &app, Some(SECRET), b"{not json".to_vec()).await;
+    assert_eq!(resp.status(), 400);
+    let resp = post_update(&client, &app, Some(SECRET), br#"{"message":{}}"#.to_vec()).await;
+    assert_eq!(resp.status(), 400);
+    let big = serde_json::to_vec(&text_update(2, chat, &"x".repeat(100_000))).unwrap();
+    let resp = post_update(&client, &app, Some(SECRET), big).await;
+    assert_eq!(resp.status(), 413);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(fake.sent_to(chat).is_empty());
+
+    // Onboarding: welcome and language question, then answers by number.
+    let welcome = say(&client, &app, &fake, text_update(10, chat, "Hello"), chat, quick).await;
+    assert!(welcome.contains("1"), "{welcome}");
+    for (i, answer) in ["1", "1", "1", "yes"].iter().enumerate() {
+        say(&client, &app, &fake, text_update(11 + i as u64, chat, answer), chat, quick).await;
+    }
+
+    // The same update delivered again is processed once.
+    let sent_before = fake.sent_to(chat).len();
+    let again = serde_json::to_vec(&text_update(14, chat, "yes")).unwrap();
+    assert_eq!(post_update(&client, &app, Some(SECRET), again).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.sent_to(chat).len(), sent_before, "a redelivered update was answered again");
+
+    // A question is answered (model or approved article), streamed by edits where the model ran.
+    let answer = say(
+        &client,
+        &app,
+        &fake,
+        text_update(20, chat, "What should I eat to keep my blood sugar under control?"),
+        chat,
+        Duration::from_secs(150),
+    )
+    .await;
+    assert!(answer.len() > 40, "{answer}");
+
+    // Stickers get a polite reply; red flags the urgent template, never the model.
+    say(&client, &app, &fake, sticker_update(21, chat), chat, quick).await;
+    let urgent = say(
+        &client,
+        &app,
+        &fake,
+        text_update(22, chat, "I have chest pain and I can't breathe"),
+        chat,
+        quick,
+    )
+    .await;
+    assert!(urgent.contains("112") || urgent.contains("911"), "{urgent}");
+
+    // What was sent, and why, is recorded.
+    let store = store_of(&app).await;
+    let identity = store
+        .channel_identities()
+        .find_by_address_any_org(&ChannelAddress::Telegram(TelegramChatId::new(chat)))
+        .await
+        .unwrap()
+        .remove(0);
+    let org = identity.organization_id;
+    let messages = store
+        .messages()
+        .list_for_patient(org, identity.patient_id, 100)
+        .await
+        .unwrap();
+    let outbound: Vec<_> = messages
+        .iter()
+        .filter(|m| m.direction == MessageDirection::Outbound)
+        .collect();
+    let inbound = messages.len() - outbound.len();
+    assert_eq!(inbound, 8, "one inbound message per distinct update");
+    assert_eq!(outbound.len(), 8);
+    for m in &outbound {
+        assert_eq!(m.status, MessageStatus::Sent, "{m:?}");
+        assert!(m.provider_message_id.is_some());
+        assert!(m.provenance.is_some());
+    }
+    let answer_row = outbound
+        .iter()
+        .find(|m| {
+            m.provenance
+                .as_ref()
+                .is_some_and(|p| p.checks.get("stage") == Some(&json!("answer")))
+        })
+        .expect("the answer is recorded");
+    assert!(!answer_row.provenance.as_ref().unwrap().content_version_ids.is_empty());
+
+    // Telegram's 429 is waited out; the reply arrives once.
+    fake.fail_next(chat, &[Failure::TooManyRequests { retry_after: 1 }]);
+    say(&client, &app, &fake, text_update(30, chat, "help"), chat, quick).await;
+
+    // The patient blocks the bot: the reply fails and the channel is opted out.
+    fake.fail_next(chat, &[Failure::Blocked]);
+    let body = serde_json::to_vec(&text_update(31, chat, "help")).unwrap();
+    assert_eq!(post_update(&client, &app, Some(SECRET), body).await.status(), 200);
+    let opted_out = async {
+        for _ in 0..100 {
+            let p = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
+            if p.is_opted_out(ChannelKind::Telegram) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+    .await;
+    assert!(opted_out, "blocked bot did not opt out; logs:\n{}", app.logs());
+
+    // Opening the chat again (/start) undoes the blocked opt-out.
+    say(&client, &app, &fake, text_update(40, chat, "/start"), chat, quick).await;
+    let p = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
+    assert!(!p.is_opted_out(ChannelKind::Telegram));
+
+    // No message text in the logs.
+    let logs = app.logs();
+    assert!(!logs.contains("blood sugar under control"));
+    assert!(!logs.contains("chest pain"));
+    assert!(!logs.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn long_polling_receives_updates_without_a_webhook() {
+    let fake = FakeTelegram::start();
+    let mut app = Careloop::start(&["serve"], &telegram_env(&fake, "polling")).unwrap();
+    app.wait_for("/readyz", 200, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let chat = 777_002;
+    fake.push_update(text_update(500, chat, "Hello"));
+    let arrived = fake
+        .wait_until(Duration::from_secs(20), |f| !f.sent_to(chat).is_empty())
+        .await;
+    assert!(arrived, "no reply; logs:\n{}", app.logs());
+    assert!(fake.calls("deleteWebhook") >= 1);
+    // The update is not fetched and answered again on later polls.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fake.sent_to(chat).len(), 1);
+    // The webhook route is not served in polling mode.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/channels/telegram/webhook", app.base_url))
+        .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+        .body(serde_json::to_vec(&text_update(501, chat, "Hi")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
