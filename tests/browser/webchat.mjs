@@ -4,6 +4,7 @@
 // answer stream in, switches to Arabic, reloads without losing or repeating a message, and
 // checks the embeddable launcher on another origin. Exits non-zero with the reason on failure.
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
 
 const CHROMIUM = process.env.CARELOOP_CHROMIUM || '/usr/bin/chromium';
@@ -137,8 +138,9 @@ async function main() {
   step('reloading while an answer is on its way');
   const token = await page.evaluate(() => Object.entries(sessionStorage).find(([k]) => k.startsWith('careloop-webchat:'))?.[1]);
   const before = await transcript(page);
+  const posted = page.waitForResponse((r) => r.url().endsWith('/webchat/messages') && r.request().method() === 'POST');
   n = await say(page, 'help');
-  await page.waitForResponse((r) => r.url().endsWith('/webchat/messages') && r.request().method() === 'POST');
+  check((await posted).status() === 202, 'the message was not accepted');
   await page.reload();
   await panel.waitFor({ state: 'visible', timeout: 10_000 });
   check(await panel.getAttribute('dir') === 'rtl', 'the chat is not right-to-left after the reload');
@@ -160,11 +162,17 @@ async function main() {
   step('the embeddable launcher on another site');
   const site = await context.newPage();
   site.on('pageerror', (e) => pageErrors.push(String(e)));
-  await site.route('http://clinic.example/', (route) => route.fulfill({
-    contentType: 'text/html',
-    body: `<!doctype html><html lang="en"><head><meta name="viewport" content="width=device-width"></head><body><h1>Clinic</h1><script src="${base}/webchat/widget.js" defer></script></body></html>`,
-  }));
-  await site.goto('http://clinic.example/');
+  // A clinic's page on another origin (its own server on the loopback address: Chromium keeps
+  // public pages from calling a local server).
+  const clinicServer = createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html lang="en"><head><meta name="viewport" content="width=device-width"><link rel="icon" href="data:,"></head><body><h1>Clinic</h1><script src="${base}/webchat/widget.js" defer></script></body></html>`);
+  });
+  await new Promise((resolve) => clinicServer.listen(0, '127.0.0.1', resolve));
+  clinicServer.unref();
+  const clinic = `http://localhost:${clinicServer.address().port}/`;
+  const sessionCreated = site.waitForResponse((r) => r.url().endsWith('/webchat/session'), { timeout: 10_000 }).catch(() => null);
+  await site.goto(clinic);
   const launcher = site.getByRole('button', { name: 'Open chat' });
   await launcher.waitFor({ timeout: 10_000 });
   await launcher.focus();
@@ -173,16 +181,22 @@ async function main() {
   await site.getByRole('dialog').waitFor({ state: 'visible' });
   check(await site.evaluate(() => document.querySelector('[data-careloop-webchat]').shadowRoot.activeElement?.tagName) === 'TEXTAREA',
     'focus is not in the message box after opening');
-  await site.waitForResponse((r) => r.url().endsWith('/webchat/session') && r.status() === 201, { timeout: 10_000 });
+  const created = await sessionCreated;
+  check(created && created.status() === 201, `the widget on another origin could not start a session: ${created && created.status()}`);
   await site.keyboard.press('Escape');
   check(await site.getByRole('dialog').isHidden(), 'Escape did not close the chat');
   check(await site.evaluate(() => document.querySelector('[data-careloop-webchat]').shadowRoot.activeElement?.className) === 'launcher',
     'focus did not return to the launcher');
 
+  clinicServer.close();
   check(pageErrors.length === 0, `JavaScript errors: ${pageErrors.join('; ')}`);
   console.log(`webchat browser test passed in ${secs()} s`);
 }
 
+process.on('unhandledRejection', (e) => {
+  console.error(`webchat browser test FAILED after ${secs()} s: ${e?.stack || e}`);
+  process.exit(1);
+});
 try {
   await main();
 } catch (e) {

@@ -21,12 +21,27 @@ fn email_env(smtp_port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("CARELOOP_CHANNELS__EMAIL__ENABLED", "true".into()),
         ("CARELOOP_CHANNELS__EMAIL__WEBHOOK_SECRET", SECRET.into()),
-        ("CARELOOP_CHANNELS__EMAIL__SMTP__SMTP_HOST", "127.0.0.1".into()),
-        ("CARELOOP_CHANNELS__EMAIL__SMTP__SMTP_PORT", smtp_port.to_string()),
+        (
+            "CARELOOP_CHANNELS__EMAIL__SMTP__SMTP_HOST",
+            "127.0.0.1".into(),
+        ),
+        (
+            "CARELOOP_CHANNELS__EMAIL__SMTP__SMTP_PORT",
+            smtp_port.to_string(),
+        ),
         ("CARELOOP_CHANNELS__EMAIL__SMTP__SMTP_TLS", "none".into()),
-        ("CARELOOP_CHANNELS__EMAIL__SMTP__FROM_ADDRESS", "care@care.example".into()),
-        ("CARELOOP_CHANNELS__EMAIL__SMTP__FROM_NAME", "Riverside Clinic".into()),
-        ("CARELOOP_CHANNELS__EMAIL__SMTP__MESSAGE_ID_DOMAIN", "care.example".into()),
+        (
+            "CARELOOP_CHANNELS__EMAIL__SMTP__FROM_ADDRESS",
+            "care@care.example".into(),
+        ),
+        (
+            "CARELOOP_CHANNELS__EMAIL__SMTP__FROM_NAME",
+            "Riverside Clinic".into(),
+        ),
+        (
+            "CARELOOP_CHANNELS__EMAIL__SMTP__MESSAGE_ID_DOMAIN",
+            "care.example".into(),
+        ),
         (
             "CARELOOP_CHANNELS__EMAIL__SMTP__UNSUBSCRIBE_BASE_URL",
             "https://care.example/channels/email/unsubscribe".into(),
@@ -113,14 +128,21 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
     assert_eq!(post(&client, &app, hello.clone(), false).await, 401);
     let forged = client
         .post(format!("{}/channels/email/inbound", app.base_url))
-        .header(WEBHOOK_SIGNATURE_HEADER, sign_webhook(b"not-the-secret-000000", &hello, chrono::Utc::now()))
+        .header(
+            WEBHOOK_SIGNATURE_HEADER,
+            sign_webhook(b"not-the-secret-000000", &hello, chrono::Utc::now()),
+        )
         .body(hello.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
-    assert_eq!(post(&client, &app, b"not a mail at all".to_vec(), true).await, 422);
-    let no_from = b"To: care@care.example\r\nMessage-ID: <x@y>\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
+    assert_eq!(
+        post(&client, &app, b"not a mail at all".to_vec(), true).await,
+        422
+    );
+    let no_from =
+        b"To: care@care.example\r\nMessage-ID: <x@y>\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
     assert_eq!(post(&client, &app, no_from, true).await, 422);
     let huge = mail("big@example.org", from, "Big", &"a".repeat(1_100_000));
     assert_eq!(post(&client, &app, huge, true).await, 413);
@@ -136,7 +158,10 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
         reply.from().unwrap().first().unwrap().address(),
         Some("care@care.example")
     );
-    assert!(reply.body_text(0).unwrap().contains('1'), "a numbered language question");
+    assert!(
+        reply.body_text(0).unwrap().contains('1'),
+        "a numbered language question"
+    );
     let unsubscribe = reply
         .header_raw("List-Unsubscribe")
         .unwrap()
@@ -167,7 +192,9 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
     let store = store_of(&app).await;
     let identity = store
         .channel_identities()
-        .find_by_address_any_org(&ChannelAddress::Email(from.parse::<EmailAddress>().unwrap()))
+        .find_by_address_any_org(&ChannelAddress::Email(
+            from.parse::<EmailAddress>().unwrap(),
+        ))
         .await
         .unwrap()
         .remove(0);
@@ -190,7 +217,10 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
         .filter(|m| m.direction == MessageDirection::Outbound)
         .collect();
     assert_eq!(sent.len(), 6);
-    assert!(sent.iter().all(|m| m.status == MessageStatus::Sent && m.provenance.is_some()));
+    assert!(
+        sent.iter()
+            .all(|m| m.status == MessageStatus::Sent && m.provenance.is_some())
+    );
 
     // An out-of-office is not answered.
     let ooo = format!(
@@ -214,15 +244,29 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
     assert_eq!(post(&client, &app, dsn.into_bytes(), true).await, 200);
     let deadline = std::time::Instant::now() + quick;
     loop {
-        let m = store.messages().get_message(org, last.id).await.unwrap().unwrap();
+        let m = store
+            .messages()
+            .get_message(org, last.id)
+            .await
+            .unwrap()
+            .unwrap();
         if m.status == MessageStatus::Failed {
             assert_eq!(m.failure_reason.as_deref(), Some("bounced"));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "bounce not applied; logs:\n{}", app.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bounce not applied; logs:\n{}",
+            app.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let patient = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
+    let patient = store
+        .patients()
+        .get(org, identity.patient_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(patient.is_opted_out(ChannelKind::Email));
 
     // One-click unsubscribe (RFC 8058) works with the link from the mail's header.
@@ -234,10 +278,22 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
     let path = unsubscribe
         .strip_prefix("https://care.example")
         .expect("the configured unsubscribe URL");
-    let page = client.get(format!("{}{path}", app.base_url)).send().await.unwrap();
+    let page = client
+        .get(format!("{}{path}", app.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    let after_get = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
-    assert!(!after_get.is_opted_out(ChannelKind::Email), "GET does not unsubscribe");
+    let after_get = store
+        .patients()
+        .get(org, identity.patient_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !after_get.is_opted_out(ChannelKind::Email),
+        "GET does not unsubscribe"
+    );
     let one_click = client
         .post(format!("{}{path}", app.base_url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -246,10 +302,18 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
         .await
         .unwrap();
     assert_eq!(one_click.status(), 200);
-    let patient = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
+    let patient = store
+        .patients()
+        .get(org, identity.patient_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(patient.is_opted_out(ChannelKind::Email));
     let tampered = client
-        .post(format!("{}/channels/email/unsubscribe?token=abc", app.base_url))
+        .post(format!(
+            "{}/channels/email/unsubscribe?token=abc",
+            app.base_url
+        ))
         .send()
         .await
         .unwrap();

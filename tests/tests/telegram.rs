@@ -24,9 +24,15 @@ fn telegram_env(fake: &FakeTelegram, mode: &str) -> Vec<(&'static str, String)> 
             "CARELOOP_CHANNELS__TELEGRAM__WEBHOOK_URL",
             "https://careloop.example/channels/telegram/webhook".into(),
         ),
-        ("CARELOOP_CHANNELS__TELEGRAM__PER_CHAT_PER_SECOND", "20".into()),
+        (
+            "CARELOOP_CHANNELS__TELEGRAM__PER_CHAT_PER_SECOND",
+            "20".into(),
+        ),
         ("CARELOOP_CHANNELS__TELEGRAM__POLL_TIMEOUT_SECS", "1".into()),
-        ("CARELOOP_CHANNELS__TELEGRAM__DRAFT_EDIT_INTERVAL_MS", "300".into()),
+        (
+            "CARELOOP_CHANNELS__TELEGRAM__DRAFT_EDIT_INTERVAL_MS",
+            "300".into(),
+        ),
     ]
 }
 
@@ -122,7 +128,13 @@ async fn a_patient_talks_to_careloop_on_telegram() {
     let update = serde_json::to_vec(&text_update(1, chat, "Hello")).unwrap();
     let resp = post_update(&client, &app, None, update.clone()).await;
     assert_eq!(resp.status(), 401);
-    let resp = post_update(&client, &app, Some("wrong-secret-0123456789"), update.clone()).await;
+    let resp = post_update(
+        &client,
+        &app,
+        Some("wrong-secret-0123456789"),
+        update.clone(),
+    )
+    .await;
     assert_eq!(resp.status(), 401);
     let resp = post_update(&client, &app, Some(SECRET), b"{not json".to_vec()).await;
     assert_eq!(resp.status(), 400);
@@ -135,25 +147,54 @@ async fn a_patient_talks_to_careloop_on_telegram() {
     assert!(fake.sent_to(chat).is_empty());
 
     // Onboarding: welcome and language question, then answers by number.
-    let welcome = say(&client, &app, &fake, text_update(10, chat, "Hello"), chat, quick).await;
+    let welcome = say(
+        &client,
+        &app,
+        &fake,
+        text_update(10, chat, "Hello"),
+        chat,
+        quick,
+    )
+    .await;
     assert!(welcome.contains("1"), "{welcome}");
     for (i, answer) in ["1", "1", "1", "yes"].iter().enumerate() {
-        say(&client, &app, &fake, text_update(11 + i as u64, chat, answer), chat, quick).await;
+        say(
+            &client,
+            &app,
+            &fake,
+            text_update(11 + i as u64, chat, answer),
+            chat,
+            quick,
+        )
+        .await;
     }
 
     // The same update delivered again is processed once.
     let sent_before = fake.sent_to(chat).len();
     let again = serde_json::to_vec(&text_update(14, chat, "yes")).unwrap();
-    assert_eq!(post_update(&client, &app, Some(SECRET), again).await.status(), 200);
+    assert_eq!(
+        post_update(&client, &app, Some(SECRET), again)
+            .await
+            .status(),
+        200
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(fake.sent_to(chat).len(), sent_before, "a redelivered update was answered again");
+    assert_eq!(
+        fake.sent_to(chat).len(),
+        sent_before,
+        "a redelivered update was answered again"
+    );
 
     // A question is answered (model or approved article), streamed by edits where the model ran.
     let answer = say(
         &client,
         &app,
         &fake,
-        text_update(20, chat, "What should I eat to keep my blood sugar under control?"),
+        text_update(
+            20,
+            chat,
+            "What should I eat to keep my blood sugar under control?",
+        ),
         chat,
         Duration::from_secs(150),
     )
@@ -207,19 +248,44 @@ async fn a_patient_talks_to_careloop_on_telegram() {
                 .is_some_and(|p| p.checks.get("stage") == Some(&json!("answer")))
         })
         .expect("the answer is recorded");
-    assert!(!answer_row.provenance.as_ref().unwrap().content_version_ids.is_empty());
+    assert!(
+        !answer_row
+            .provenance
+            .as_ref()
+            .unwrap()
+            .content_version_ids
+            .is_empty()
+    );
 
     // Telegram's 429 is waited out; the reply arrives once.
     fake.fail_next(chat, &[Failure::TooManyRequests { retry_after: 1 }]);
-    say(&client, &app, &fake, text_update(30, chat, "help"), chat, quick).await;
+    say(
+        &client,
+        &app,
+        &fake,
+        text_update(30, chat, "help"),
+        chat,
+        quick,
+    )
+    .await;
 
     // The patient blocks the bot: the reply fails and the channel is opted out.
     fake.fail_next(chat, &[Failure::Blocked]);
     let body = serde_json::to_vec(&text_update(31, chat, "help")).unwrap();
-    assert_eq!(post_update(&client, &app, Some(SECRET), body).await.status(), 200);
+    assert_eq!(
+        post_update(&client, &app, Some(SECRET), body)
+            .await
+            .status(),
+        200
+    );
     let opted_out = async {
         for _ in 0..100 {
-            let p = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
+            let p = store
+                .patients()
+                .get(org, identity.patient_id)
+                .await
+                .unwrap()
+                .unwrap();
             if p.is_opted_out(ChannelKind::Telegram) {
                 return true;
             }
@@ -228,12 +294,132 @@ async fn a_patient_talks_to_careloop_on_telegram() {
         false
     }
     .await;
-    assert!(opted_out, "blocked bot did not opt out; logs:\n{}", app.logs());
+    assert!(
+        opted_out,
+        "blocked bot did not opt out; logs:\n{}",
+        app.logs()
+    );
 
     // Opening the chat again (/start) undoes the blocked opt-out.
-    say(&client, &app, &fake, text_update(40, chat, "/start"), chat, quick).await;
-    let p = store.patients().get(org, identity.patient_id).await.unwrap().unwrap();
+    say(
+        &client,
+        &app,
+        &fake,
+        text_update(40, chat, "/start"),
+        chat,
+        quick,
+    )
+    .await;
+    let p = store
+        .patients()
+        .get(org, identity.patient_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!p.is_opted_out(ChannelKind::Telegram));
+
+    // A care team enrols a known patient: the CLI prints a one-time code, the patient opens the
+    // deep link (/start <code>), the chat is linked to that patient and asked for consent in
+    // the patient's language.
+    let enrolled = store
+        .patients()
+        .create(
+            org,
+            careloop_store::NewPatient {
+                display_name: "Enrolled".parse().unwrap(),
+                language: careloop_core::Language::Spanish,
+                reading_level: careloop_core::ReadingLevel::Easy,
+                timezone: "America/New_York".parse().unwrap(),
+                quiet_hours: None,
+                consent: careloop_core::ConsentState::Pending,
+                tags: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let output = std::process::Command::new(careloop_e2e::careloop_bin().unwrap())
+        .args([
+            "patient",
+            "enrol-code",
+            "--patient",
+            &enrolled.id.to_string(),
+            "--bot",
+            "careloop_bot",
+        ])
+        .current_dir(app.dir.path())
+        .env("HOME", app.dir.path())
+        .env("CARELOOP_LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let code = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("code: "))
+        .unwrap()
+        .to_owned();
+    assert!(printed.contains(&format!("https://t.me/careloop_bot?start={code}")));
+    let enrolled_chat = 777_003;
+    let welcome = say(
+        &client,
+        &app,
+        &fake,
+        text_update(60, enrolled_chat, &format!("/start {code}")),
+        enrolled_chat,
+        quick,
+    )
+    .await;
+    let linked = store
+        .channel_identities()
+        .find_by_address(
+            org,
+            &ChannelAddress::Telegram(TelegramChatId::new(enrolled_chat)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(linked.patient_id, enrolled.id);
+    assert!(linked.verified_at.is_some());
+    assert!(!welcome.is_empty());
+    // The code works once: another chat presenting it becomes a new, separate sender.
+    say(
+        &client,
+        &app,
+        &fake,
+        text_update(61, 777_004, &format!("/start {code}")),
+        777_004,
+        quick,
+    )
+    .await;
+    let other = store
+        .channel_identities()
+        .find_by_address(org, &ChannelAddress::Telegram(TelegramChatId::new(777_004)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(other.patient_id, enrolled.id);
+
+    // A pressed reminder button is acknowledged (the spinner stops).
+    let callback = json!({"update_id": 62, "callback_query": {
+        "id": "cb-62", "from": {"id": enrolled_chat, "is_bot": false, "first_name": "P"},
+        "chat_instance": "x", "data": "reminder:abc:taken",
+        "message": {"message_id": 9, "date": 1_700_000_000,
+            "chat": {"id": enrolled_chat, "type": "private", "first_name": "P"}, "text": "Take it"}}});
+    let body = serde_json::to_vec(&callback).unwrap();
+    assert_eq!(
+        post_update(&client, &app, Some(SECRET), body)
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        fake.wait_until(quick, |f| f.callback_answers() == vec!["cb-62".to_owned()])
+            .await
+    );
 
     // No message text in the logs.
     let logs = app.logs();

@@ -357,6 +357,24 @@ async fn the_web_chat_works_over_http_and_in_a_browser() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["applied"], "remembered");
+    // ...and applied once the first message has made the visitor a patient.
+    let mut stream = Sse::open(&client, &base, &other, None).await;
+    for (id, text) in [("o-1", "Hello there"), ("o-2", "help")] {
+        let (status, body) = post(
+            &client,
+            &base,
+            "/webchat/messages",
+            &other,
+            json!({ "text": text, "client_message_id": id }),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        let events = stream.until("message", Duration::from_secs(60)).await;
+        if id == "o-2" {
+            assert_eq!(messages(&events)[0].data["language"], "fr", "{events:?}");
+        }
+    }
+    drop(stream);
     let http_done = started.elapsed();
 
     // The widget in a real browser.
@@ -377,7 +395,29 @@ async fn the_web_chat_works_over_http_and_in_a_browser() {
         output.status,
         app.logs()
     );
-    println!("{browser_log}");
+    eprintln!("{browser_log}");
+
+    // Every web chat reply went through the outbox: none is left queued, and every one records
+    // its delivery to the browser.
+    let store = careloop_store::Store::connect(&format!(
+        "sqlite://{}",
+        app.dir.path().join("data/careloop.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let mut queued = u64::MAX;
+    for _ in 0..100 {
+        queued = store
+            .outbox()
+            .queued_count(Some(careloop_core::ChannelKind::WebChat))
+            .await
+            .unwrap();
+        if queued == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(queued, 0, "web chat replies left in the outbox");
 
     app.signal_and_wait("TERM", Duration::from_secs(20))
         .unwrap();
@@ -395,7 +435,7 @@ async fn the_web_chat_works_over_http_and_in_a_browser() {
             "message text leaked into the logs: {text}"
         );
     }
-    println!(
+    eprintln!(
         "web chat e2e: HTTP checks {:?} (with start-up), browser {:?}, total {:?}",
         http_done,
         browser_started.elapsed(),

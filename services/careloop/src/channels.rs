@@ -31,10 +31,16 @@ pub async fn start(
     settings: &Settings,
     store: &Store,
     conversation: &ConversationState,
+    webchat: Option<careloop_channels::webchat::WebChatHub>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Channels> {
     let config = &settings.channels;
     let mut senders: Vec<Arc<dyn Channel>> = Vec::new();
+    // Web chat replies reach the browser as they are made; the outbox records their delivery
+    // (its send is a no-op for a message already in the session's log).
+    if let Some(hub) = webchat {
+        senders.push(Arc::new(hub));
+    }
     let mut tasks = Vec::new();
 
     let telegram = match config.telegram.active_token()? {
@@ -63,7 +69,13 @@ pub async fn start(
         let email_settings: careloop_channels::email::EmailSettings =
             serde_json::from_value(serde_json::Value::Object(config.email.smtp.clone()))
                 .context("channels.email.smtp")?;
-        email_key = Some(email_settings.signing_key.expose_secret().as_bytes().to_vec());
+        email_key = Some(
+            email_settings
+                .signing_key
+                .expose_secret()
+                .as_bytes()
+                .to_vec(),
+        );
         let channel = careloop_channels::email::EmailChannel::new(email_settings)
             .context("channels.email.smtp")?;
         senders.push(Arc::new(channel));
@@ -111,8 +123,8 @@ pub async fn start(
         let imap: careloop_channels::email::ImapSettings =
             serde_json::from_value(serde_json::Value::Object(imap.clone()))
                 .context("channels.email.imap")?;
-        let poller = careloop_channels::email::ImapPoller::new(imap)
-            .context("channels.email.imap")?;
+        let poller =
+            careloop_channels::email::ImapPoller::new(imap).context("channels.email.imap")?;
         tasks.push(tokio::spawn(careloop_gateway::email::poll_imap(
             poller,
             routes.clone(),

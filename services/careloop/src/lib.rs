@@ -54,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelAction,
     },
+    /// Patients: channel enrolment.
+    Patient {
+        #[command(subcommand)]
+        action: PatientAction,
+    },
     /// Measure the conversation engine on the labelled sets (prints Markdown for BENCHMARKS.md).
     Eval {
         #[command(subcommand)]
@@ -102,6 +107,23 @@ pub enum MigrateAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PatientAction {
+    /// Print a one-time enrolment code for a patient, and the Telegram deep link that uses it
+    /// (`t.me/<bot>?start=<code>`): the first chat that opens it is linked to the patient.
+    EnrolCode {
+        /// The patient's id.
+        #[arg(long)]
+        patient: String,
+        /// Days the code stays valid.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// The bot's user name, to print the deep link.
+        #[arg(long)]
+        bot: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ContentAction {
     /// Validate content files and list every problem.
     Check {
@@ -142,6 +164,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::Write::write_all(&mut std::io::stdout(), report.as_bytes())?;
             Ok(())
         }
+        Command::Patient {
+            action: PatientAction::EnrolCode { patient, days, bot },
+        } => enrol_code(&settings, &patient, days, bot.as_deref()).await,
         Command::Migrate { action } => {
             migrate(&settings, action.unwrap_or(MigrateAction::Up)).await
         }
@@ -162,6 +187,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
     }
+}
+
+async fn enrol_code(
+    settings: &Settings,
+    patient: &str,
+    days: u32,
+    bot: Option<&str>,
+) -> anyhow::Result<()> {
+    let patient: careloop_core::PatientId = patient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+    if !(1..=90).contains(&days) {
+        anyhow::bail!("--days: must be 1-90");
+    }
+    let store = serve::open_store(settings).await?;
+    store.migrate().await.context("migrations")?;
+    let org = content::default_organization(&store).await?;
+    let expires = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
+    let (_, code) = store
+        .enrolment_codes()
+        .create(org, patient, expires)
+        .await
+        .context("--patient: no such patient in this organization")?;
+    let mut out = format!(
+        "code: {}\nexpires: {}\n",
+        code.as_str(),
+        expires.to_rfc3339()
+    );
+    if let Some(bot) = bot {
+        out.push_str(&format!(
+            "telegram: https://t.me/{}?start={}\n",
+            bot.trim_start_matches('@'),
+            code.as_str()
+        ));
+    }
+    std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+    Ok(())
 }
 
 /// `models/X.Q4_1.gguf` → `models/X.Q8_0.gguf`; any other name gets `.Q8_0` before `.gguf`.

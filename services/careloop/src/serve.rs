@@ -155,9 +155,15 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
 
     let channels = match &conversation {
         Some(conversation) => Some(
-            crate::channels::start(&settings, &store, conversation, &shutdown)
-                .await
-                .context("channels")?,
+            crate::channels::start(
+                &settings,
+                &store,
+                conversation,
+                webchat.as_ref().map(|w| w.hub().clone()),
+                &shutdown,
+            )
+            .await
+            .context("channels")?,
         ),
         None => None,
     };
@@ -175,6 +181,12 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
             webchat,
             telegram: channels.as_ref().and_then(|c| c.telegram_webhook.clone()),
             email: channels.as_ref().and_then(|c| c.email_routes.clone()),
+            per_ip: Some(careloop_channels::ratelimit::KeyedLimiter::new(
+                careloop_channels::ratelimit::quota_per(
+                    settings.channels.limits.per_ip_per_minute,
+                    Duration::from_secs(60),
+                ),
+            )),
         },
     )?;
     tracing::info!(host = %server_config.host, port = app.port(), "listening");

@@ -66,9 +66,11 @@ async fn inbound(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes)
         .get(WEBHOOK_SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if let Err(e) = verify_webhook_signature(secret.as_bytes(), header, &body, chrono::Utc::now())
-    {
-        return error(StatusCode::UNAUTHORIZED, &format!("{WEBHOOK_SIGNATURE_HEADER}: {e}"));
+    if let Err(e) = verify_webhook_signature(secret.as_bytes(), header, &body, chrono::Utc::now()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            &format!("{WEBHOOK_SIGNATURE_HEADER}: {e}"),
+        );
     }
     match store_mail(routes, &body).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "ok": true })),
@@ -126,10 +128,16 @@ async fn unsubscribe_page(
         return error(StatusCode::NOT_FOUND, "not found");
     };
     let Some(query) = query else {
-        return page(StatusCode::BAD_REQUEST, "This unsubscribe link is incomplete.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This unsubscribe link is incomplete.",
+        );
     };
     if verify_unsubscribe_token(&routes.signing_key, &query.token).is_err() {
-        return page(StatusCode::BAD_REQUEST, "This unsubscribe link is not valid.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This unsubscribe link is not valid.",
+        );
     }
     let token = html_escape(&query.token);
     HttpResponse::Ok()
@@ -150,10 +158,16 @@ async fn unsubscribe(
         return error(StatusCode::NOT_FOUND, "not found");
     };
     let Some(query) = query else {
-        return page(StatusCode::BAD_REQUEST, "This unsubscribe link is incomplete.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This unsubscribe link is incomplete.",
+        );
     };
     let Ok((org, patient)) = verify_unsubscribe_token(&routes.signing_key, &query.token) else {
-        return page(StatusCode::BAD_REQUEST, "This unsubscribe link is not valid.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This unsubscribe link is not valid.",
+        );
     };
     match routes
         .store
@@ -163,12 +177,21 @@ async fn unsubscribe(
     {
         Ok(_) => {
             tracing::info!(organization_id = %org, patient_id = %patient, "email unsubscribe");
-            page(StatusCode::OK, "You will get no more emails from careloop. You can still write to your care team.")
+            page(
+                StatusCode::OK,
+                "You will get no more emails from careloop. You can still write to your care team.",
+            )
         }
-        Err(StoreError::NotFound { .. }) => page(StatusCode::NOT_FOUND, "This unsubscribe link is no longer valid."),
+        Err(StoreError::NotFound { .. }) => page(
+            StatusCode::NOT_FOUND,
+            "This unsubscribe link is no longer valid.",
+        ),
         Err(e) => {
             tracing::error!(error = %e, "email unsubscribe failed");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Please try again in a minute.")
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again in a minute.",
+            )
         }
     }
 }

@@ -104,7 +104,8 @@ impl InboundProcessor {
 
     /// Claims and dispatches events until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let lease = chrono::Duration::from_std(LEASE).unwrap_or_else(|_| chrono::Duration::minutes(5));
+        let lease =
+            chrono::Duration::from_std(LEASE).unwrap_or_else(|_| chrono::Duration::minutes(5));
         let mut rounds: u64 = 0;
         loop {
             match self
@@ -122,7 +123,7 @@ impl InboundProcessor {
                 Err(e) => tracing::warn!(error = %e, "inbound: claiming events failed"),
             }
             rounds += 1;
-            if rounds % 600 == 0 {
+            if rounds.is_multiple_of(600) {
                 self.inner.per_patient.shrink();
             }
             tokio::select! {
@@ -142,7 +143,7 @@ impl InboundProcessor {
         };
         if let Some(queue) = senders.get(&key) {
             match queue.send(event) {
-                Ok(()) => return,
+                Ok(()) => {}
                 Err(mpsc::error::SendError(event)) => {
                     senders.remove(&key);
                     self.spawn_worker(&mut senders, key, event);
@@ -216,7 +217,9 @@ impl InboundProcessor {
 
     async fn process_telegram(&self, event: &InboundEvent) -> Result<(), ProcessError> {
         let Some(telegram) = &self.inner.telegram else {
-            return Err(ProcessError::Transient("telegram not configured here".into()));
+            return Err(ProcessError::Transient(
+                "telegram not configured here".into(),
+            ));
         };
         let payload = event
             .payload
@@ -228,13 +231,17 @@ impl InboundProcessor {
                 tracing::debug!(kind, "inbound: telegram update ignored");
                 return Ok(());
             }
-            Err(e @ UpdateError::Malformed(_)) => return Err(ProcessError::Permanent(e.to_string())),
+            Err(e @ UpdateError::Malformed(_)) => {
+                return Err(ProcessError::Permanent(e.to_string()));
+            }
         };
         let org = self.inner.settings.organization_id;
         let address = ChannelAddress::Telegram(update.chat);
         let content = match &update.kind {
             TelegramInboundKind::Text(text) => InboundContent::Text(text.clone()),
-            TelegramInboundKind::Unsupported(kind) => InboundContent::Unsupported((*kind).to_owned()),
+            TelegramInboundKind::Unsupported(kind) => {
+                InboundContent::Unsupported((*kind).to_owned())
+            }
             TelegramInboundKind::Start(payload) => {
                 if let Some(code) = payload {
                     self.enrol(org, &address, code).await?;
@@ -321,7 +328,9 @@ impl InboundProcessor {
                 tracing::info!("inbound: automatic email reply ignored");
                 return Ok(());
             }
-            InboundKind::Bounce { original_message_id } => {
+            InboundKind::Bounce {
+                original_message_id,
+            } => {
                 return self.bounce(original_message_id.as_deref()).await;
             }
             InboundKind::Regular => {}
@@ -436,7 +445,9 @@ impl InboundProcessor {
                     .link(org, patient, address, Some(Utc::now()))
                     .await
                 {
-                    Ok(_) => tracing::info!(organization_id = %org, patient_id = %patient, "telegram chat enrolled"),
+                    Ok(_) => {
+                        tracing::info!(organization_id = %org, patient_id = %patient, "telegram chat enrolled")
+                    }
                     Err(careloop_store::StoreError::Conflict { .. }) => {
                         tracing::info!(organization_id = %org, "enrolment code used by a chat linked to another patient");
                     }
@@ -524,13 +535,12 @@ async fn stream_drafts(
             format!("{} {TYPING}", text.trim_end())
         };
         let result = match draft {
-            None if !text.trim().is_empty() => telegram
-                .send_draft(update.chat, &want)
-                .await
-                .map(|id| {
+            None if !text.trim().is_empty() => {
+                telegram.send_draft(update.chat, &want).await.map(|id| {
                     draft = Some(id);
                     last_edit = Instant::now();
-                }),
+                })
+            }
             Some(id) if want != shown && last_edit.elapsed() >= interval => {
                 last_edit = Instant::now();
                 telegram.edit_draft(update.chat, id, &want).await

@@ -8,9 +8,9 @@
 mod conversation;
 pub mod email;
 mod health;
-pub mod webchat;
 pub mod inbound;
 pub mod telegram;
+pub mod webchat;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -40,6 +40,55 @@ pub struct AppState {
     pub telegram: Option<telegram::TelegramWebhook>,
     /// Email inbound and unsubscribe routes, when email is enabled.
     pub email: Option<email::EmailRoutes>,
+    /// Requests one client IP may make to the public patient routes (`/api/`, `/webchat/`).
+    pub per_ip: Option<careloop_channels::ratelimit::KeyedLimiter<std::net::IpAddr>>,
+}
+
+impl AppState {
+    /// Health and readiness only; the other parts are added by the roles a process runs.
+    pub fn new(readiness: Vec<ReadinessCheck>) -> AppState {
+        AppState {
+            readiness: Arc::new(readiness),
+            conversation: None,
+            webchat: None,
+            telegram: None,
+            email: None,
+            per_ip: None,
+        }
+    }
+}
+
+/// Refuses a client over its per-IP rate on the public patient routes (their POSTs and the web
+/// chat event stream) with 429 and `Retry-After`; provider webhooks, health checks and static
+/// assets are not limited. The peer address is the
+/// client: behind a reverse proxy, limit there.
+async fn limit_per_ip(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let path = req.path();
+    // Writes and event streams; static assets (the widget script) are not counted.
+    let counted = req.method() != actix_web::http::Method::GET || path == "/webchat/events";
+    let public = counted && (path.starts_with("/api/") || path.starts_with("/webchat/"));
+    let limiter = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.per_ip.clone());
+    if let (true, Some(limiter), Some(peer)) = (public, limiter, req.peer_addr())
+        && let Err(wait) = limiter.check(&peer.ip())
+    {
+        let secs = wait.as_secs().max(1);
+        let response = HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", secs.to_string()))
+            .json(serde_json::json!({
+                "error": "too many requests from this address: please wait a moment",
+                "retry_after_secs": secs,
+            }));
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    next.call(req).await.map(|res| res.map_into_left_body())
 }
 
 /// The engine and the organization whose patients this gateway serves.
@@ -84,6 +133,7 @@ impl Application {
                         })
                         .exclude("/healthz"),
                 )
+                .wrap(actix_web::middleware::from_fn(limit_per_ip))
                 .configure(health::routes)
                 .configure(conversation::routes)
                 .configure(webchat::routes)

@@ -51,7 +51,10 @@ async fn webhook(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes)
         return error(StatusCode::BAD_REQUEST, "body: not JSON");
     };
     let Some(id) = update_id(&value) else {
-        return error(StatusCode::BAD_REQUEST, "update_id: missing or not a positive integer");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "update_id: missing or not a positive integer",
+        );
     };
     match record(hook, id, value).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "ok": true })),

@@ -24,14 +24,7 @@ fn spawn(
         port: 0,
         shutdown_timeout: Duration::from_secs(1),
     };
-    let app = Application::build(
-        &config,
-        AppState {
-            readiness: Arc::new(checks),
-            conversation: None,
-        },
-    )
-    .unwrap();
+    let app = Application::build(&config, AppState::new(checks)).unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     let stop = app.stop_handle();
     let task = tokio::spawn(app.run_until_stopped());

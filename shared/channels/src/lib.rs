@@ -27,8 +27,6 @@ use careloop_store::ChannelAddress;
 pub use outbox::{Outbox, OutboxSettings};
 use serde::{Deserialize, Serialize};
 
-
-
 /// A button under a message (Telegram inline keyboard, web chat): what it shows and the opaque
 /// action sent back when pressed (`reminder:<occurrence>:taken`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +96,10 @@ impl fmt::Debug for OutboundMessage {
             .field("organization_id", &self.organization_id)
             .field("patient_id", &self.patient_id)
             .field("channel", &self.address.kind())
-            .field("body", &format_args!("<{} chars>", self.body.chars().count()))
+            .field(
+                "body",
+                &format_args!("<{} chars>", self.body.chars().count()),
+            )
             .field("purpose", &self.meta.purpose)
             .finish()
     }

@@ -191,7 +191,13 @@ async fn sends_escaped_text_with_buttons_and_records_the_attempt() {
     );
     let (status, reason, attempts) = w.status(id).await;
     assert_eq!((status, reason, attempts), (MessageStatus::Sent, None, 1));
-    let m = w.store.messages().get_message(w.org, id).await.unwrap().unwrap();
+    let m = w
+        .store
+        .messages()
+        .get_message(w.org, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.provider_message_id, Some(message_id.to_string()));
     let tries = w
         .store
@@ -217,10 +223,21 @@ async fn long_text_is_split_with_buttons_on_the_last_part() {
     w.queue(&p, &body, reminder()).await;
     w.outbox(&channel).drain_once().await.unwrap();
     let sent = w.fake.sent_to(43);
-    assert_eq!(sent.len(), 3, "{} characters in 4096-character parts", body.len());
+    assert_eq!(
+        sent.len(),
+        3,
+        "{} characters in 4096-character parts",
+        body.len()
+    );
     for (i, part) in sent.iter().enumerate() {
-        let Recorded::Sent { buttons, .. } = part else { unreachable!() };
-        assert_eq!(buttons.is_empty(), i < 2, "buttons only under the last part");
+        let Recorded::Sent { buttons, .. } = part else {
+            unreachable!()
+        };
+        assert_eq!(
+            buttons.is_empty(),
+            i < 2,
+            "buttons only under the last part"
+        );
     }
     let words: usize = sent
         .iter()
@@ -239,11 +256,20 @@ async fn a_429_waits_retry_after_then_sends_once() {
     let id = w.queue(&p, "Time for your inhaler.", reminder()).await;
     let outbox = w.outbox(&channel);
     assert_eq!(outbox.drain_once().await.unwrap(), vec![Settled::Retry]);
-    let m = w.store.messages().get_message(w.org, id).await.unwrap().unwrap();
+    let m = w
+        .store
+        .messages()
+        .get_message(w.org, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.status, MessageStatus::Queued);
     assert_eq!(m.attempts, 1);
     let wait = m.next_attempt_at.unwrap() - m.updated_at;
-    assert!(wait >= chrono::Duration::milliseconds(990), "waits retry_after: {wait}");
+    assert!(
+        wait >= chrono::Duration::milliseconds(990),
+        "waits retry_after: {wait}"
+    );
     // Not due yet: nothing happens.
     assert!(outbox.drain_once().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -296,17 +322,31 @@ async fn withdrawn_consent_stops_reminders_but_not_replies() {
     let p = w.patient(46).await;
     w.store
         .patients()
-        .set_consent(w.org, p.id, ConsentState::Withdrawn, &careloop_store::Actor::System)
+        .set_consent(
+            w.org,
+            p.id,
+            ConsentState::Withdrawn,
+            &careloop_store::Actor::System,
+        )
         .await
         .unwrap();
     let reminder_id = w.queue(&p, "Take your tablet.", reminder()).await;
     let reply_id = w
-        .queue(&p, "You will get no more messages.", DeliveryMeta::default())
+        .queue(
+            &p,
+            "You will get no more messages.",
+            DeliveryMeta::default(),
+        )
         .await;
     w.outbox(&channel).drain_once().await.unwrap();
     assert_eq!(w.status(reminder_id).await.0, MessageStatus::Failed);
     assert_eq!(w.status(reply_id).await.0, MessageStatus::Sent);
-    let texts: Vec<_> = w.fake.sent_to(46).iter().map(|r| r.text().to_owned()).collect();
+    let texts: Vec<_> = w
+        .fake
+        .sent_to(46)
+        .iter()
+        .map(|r| r.text().to_owned())
+        .collect();
     assert_eq!(texts, vec![r"You will get no more messages\."]);
 }
 
@@ -345,7 +385,11 @@ async fn per_chat_rate_limit_spaces_messages() {
     let started = std::time::Instant::now();
     w.outbox(&channel).drain_once().await.unwrap();
     // 2 a second, bursts of 1: four messages take at least 1.5 s.
-    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(w.fake.sent_to(48).len(), 4);
 }
 
@@ -357,7 +401,10 @@ async fn two_senders_never_send_a_message_twice() {
     for chat in 0..10 {
         let p = w.patient(100 + chat).await;
         for i in 0..5 {
-            ids.push(w.queue(&p, &format!("Dose {i}."), DeliveryMeta::default()).await);
+            ids.push(
+                w.queue(&p, &format!("Dose {i}."), DeliveryMeta::default())
+                    .await,
+            );
         }
     }
     let a = w.outbox(&channel);

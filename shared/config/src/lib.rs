@@ -118,8 +118,14 @@ impl std::fmt::Debug for EmailChannelSettings {
         f.debug_struct("EmailChannelSettings")
             .field("enabled", &self.enabled)
             .field("smtp", &self.smtp.keys().collect::<Vec<_>>())
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<secret>"))
-            .field("imap", &self.imap.as_ref().map(|m| m.keys().collect::<Vec<_>>()))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<secret>"),
+            )
+            .field(
+                "imap",
+                &self.imap.as_ref().map(|m| m.keys().collect::<Vec<_>>()),
+            )
             .field("imap_poll_secs", &self.imap_poll_secs)
             .finish()
     }
@@ -382,7 +388,10 @@ impl Settings {
             ));
         }
         if self.channels.outbox.max_attempts == 0 {
-            return Err(invalid("channels.outbox.max_attempts", "must be at least 1"));
+            return Err(invalid(
+                "channels.outbox.max_attempts",
+                "must be at least 1",
+            ));
         }
         if self.channels.limits.per_patient_per_minute == 0
             || self.channels.limits.per_ip_per_minute == 0

@@ -629,6 +629,7 @@ impl ConversationEngine {
             return self.no_reply(org, &patient, "no approved template", started);
         }
         // 8. Record the reply with its provenance.
+        out.checks.insert("stage".into(), json!(stage));
         let reply = self
             .record(
                 org,
@@ -637,7 +638,6 @@ impl ConversationEngine {
                 inbound_message.id,
                 &inbound.reply,
                 out,
-                stage,
             )
             .await?;
         if let Some(events) = events {
@@ -1153,12 +1153,10 @@ impl ConversationEngine {
         inbound: MessageId,
         delivery: &ReplyDelivery,
         out: Composed,
-        stage: &str,
     ) -> Result<Reply, ConversationError> {
         let language = out.language.unwrap_or(patient.language);
         let source = out.source.unwrap_or(ReplySource::Template(String::new()));
         let mut checks = out.checks;
-        checks.insert("stage".into(), json!(stage));
         checks.insert("source".into(), json!(source.as_str()));
         if let ReplySource::Template(key) = &source {
             checks.insert("template".into(), json!(key));

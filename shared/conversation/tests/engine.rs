@@ -564,16 +564,27 @@ async fn a_rate_limited_question_gets_the_polite_reply_but_red_flags_still_the_u
         panic!("no reply")
     };
     assert_eq!(template_key(&reply).as_deref(), Some("rate-limited"));
-    assert_eq!(h.model_calls(), 0, "a rate-limited question never reaches the model");
+    assert_eq!(
+        h.model_calls(),
+        0,
+        "a rate-limited question never reaches the model"
+    );
     let red_flag = InboundContent::Text("I have chest pain and I can't breathe".into());
-    let Handled::Replied(reply) = h.send_inbound(700, red_flag, true, Default::default()).await
+    let Handled::Replied(reply) = h
+        .send_inbound(700, red_flag, true, Default::default())
+        .await
     else {
         panic!("no reply")
     };
     assert_eq!(template_key(&reply).as_deref(), Some("urgent"));
     // Commands still work too.
     let Handled::Replied(reply) = h
-        .send_inbound(700, InboundContent::Text("HELP".into()), true, Default::default())
+        .send_inbound(
+            700,
+            InboundContent::Text("HELP".into()),
+            true,
+            Default::default(),
+        )
         .await
     else {
         panic!("no reply")
@@ -644,7 +655,10 @@ async fn the_reply_is_held_in_the_outbox_with_the_channel_data() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.delivery_meta, Some(serde_json::json!({"in_reply_to": "99"})));
+    assert_eq!(
+        stored.delivery_meta,
+        Some(serde_json::json!({"in_reply_to": "99"}))
+    );
     let held = stored.next_attempt_at.unwrap() - stored.created_at;
     assert!(held > chrono::Duration::seconds(55), "{held}");
 }

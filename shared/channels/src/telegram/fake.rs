@@ -192,7 +192,11 @@ impl FakeTelegram {
     }
 
     /// Waits until `done(self)` or `timeout`; returns whether it happened.
-    pub async fn wait_until(&self, timeout: Duration, done: impl Fn(&FakeTelegram) -> bool) -> bool {
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&FakeTelegram) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
             if done(self) {
@@ -333,19 +337,14 @@ async fn handle(
     // getUpdates long-polls briefly, outside the lock.
     if method == "getupdates" {
         let offset = p.get("offset").and_then(Value::as_i64).unwrap_or(0);
-        let wait = p
-            .get("timeout")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            .min(1);
+        let wait = p.get("timeout").and_then(Value::as_u64).unwrap_or(0).min(1);
         let deadline = std::time::Instant::now() + Duration::from_secs(wait);
         loop {
             {
                 let mut s = state.lock().unwrap();
                 s.calls.push((method.clone(), None));
-                s.updates.retain(|u| {
-                    u.get("update_id").and_then(Value::as_i64).unwrap_or(0) >= offset
-                });
+                s.updates
+                    .retain(|u| u.get("update_id").and_then(Value::as_i64).unwrap_or(0) >= offset);
                 if !s.updates.is_empty() || std::time::Instant::now() >= deadline {
                     return ok(json!(s.updates.iter().cloned().collect::<Vec<_>>()));
                 }
@@ -361,12 +360,18 @@ async fn handle(
         return failure(f);
     }
     match method.as_str() {
-        "getme" => ok(json!({"id": 123456, "is_bot": true, "first_name": "careloop", "username": "careloop_test_bot"})),
+        "getme" => ok(
+            json!({"id": 123456, "is_bot": true, "first_name": "careloop", "username": "careloop_test_bot"}),
+        ),
         "sendmessage" => {
             let Some(chat) = chat else {
                 return HttpResponse::BadRequest().json(json!({"ok": false, "error_code": 400, "description": "Bad Request: chat_id is empty"}));
             };
-            let text = p.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let text = p
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             if text.is_empty() {
                 return HttpResponse::BadRequest().json(json!({"ok": false, "error_code": 400, "description": "Bad Request: message text is empty"}));
             }
@@ -383,8 +388,14 @@ async fn handle(
                         .flat_map(|r| r.as_array().cloned().unwrap_or_default())
                         .map(|b| {
                             (
-                                b.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                                b.get("callback_data").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                                b.get("text")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                                b.get("callback_data")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_owned(),
                             )
                         })
                         .collect()
@@ -394,7 +405,10 @@ async fn handle(
                 chat_id: chat,
                 message_id: id,
                 text: text.clone(),
-                parse_mode: p.get("parse_mode").and_then(Value::as_str).map(str::to_owned),
+                parse_mode: p
+                    .get("parse_mode")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 buttons,
             });
             ok(message(chat, id, &text))
@@ -403,7 +417,11 @@ async fn handle(
             let (Some(chat), Some(id)) = (chat, p.get("message_id").and_then(Value::as_i64)) else {
                 return HttpResponse::BadRequest().json(json!({"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}));
             };
-            let text = p.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let text = p
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let exists = s.log.iter().any(|r| matches!(r, Recorded::Sent { chat_id, message_id, .. } if *chat_id == chat && *message_id == id));
             if !exists {
                 return HttpResponse::BadRequest().json(json!({"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}));
@@ -416,13 +434,24 @@ async fn handle(
             ok(message(chat, id, &text))
         }
         "answercallbackquery" => {
-            let id = p.get("callback_query_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let id = p
+                .get("callback_query_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             s.callback_answers.push(id);
             ok(json!(true))
         }
         "setwebhook" => {
-            let url = p.get("url").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let secret = p.get("secret_token").and_then(Value::as_str).map(str::to_owned);
+            let url = p
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let secret = p
+                .get("secret_token")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             s.webhook = Some((url, secret));
             ok(json!(true))
         }
@@ -430,7 +459,9 @@ async fn handle(
             s.webhook = None;
             ok(json!(true))
         }
-        _ => HttpResponse::NotFound().json(json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"})),
+        _ => HttpResponse::NotFound().json(
+            json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"}),
+        ),
     }
 }
 

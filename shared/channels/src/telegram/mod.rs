@@ -106,10 +106,7 @@ impl TelegramChannel {
             bot,
             bot_id,
             per_chat: KeyedLimiter::new(quota(config.per_chat_per_second, 1)),
-            per_bot: Limiter::new(quota(
-                config.per_bot_per_second,
-                config.per_bot_per_second,
-            )),
+            per_bot: Limiter::new(quota(config.per_bot_per_second, config.per_bot_per_second)),
         })
     }
 
@@ -210,7 +207,11 @@ impl TelegramChannel {
 
     /// Removes the webhook, so `getUpdates` may be used.
     pub async fn delete_webhook(&self) -> Result<(), SendError> {
-        self.bot.delete_webhook().await.map(|_| ()).map_err(map_error)
+        self.bot
+            .delete_webhook()
+            .await
+            .map(|_| ())
+            .map_err(map_error)
     }
 
     /// Long polling: the updates after `offset`, waiting up to `timeout` for one. Raw JSON, so
@@ -252,9 +253,13 @@ impl Channel for TelegramChannel {
         let last = parts.len().saturating_sub(1);
         let mut first_id = None;
         for (i, part) in parts.iter().enumerate() {
-            let buttons: &[Button] = if i == last { &message.meta.buttons } else { &[] };
+            let buttons: &[Button] = if i == last {
+                &message.meta.buttons
+            } else {
+                &[]
+            };
             let draft = (i == 0)
-                .then(|| message.meta.replaces_draft.as_deref())
+                .then_some(message.meta.replaces_draft.as_deref())
                 .flatten()
                 .and_then(|d| d.parse::<i32>().ok());
             let id = match draft {
@@ -428,7 +433,10 @@ mod tests {
             vec!["a".repeat(30), "b".repeat(30)]
         );
         let text = "One two. Three four five six.";
-        assert_eq!(split_message(text, 12), vec!["One two.", "Three four", "five six."]);
+        assert_eq!(
+            split_message(text, 12),
+            vec!["One two.", "Three four", "five six."]
+        );
     }
 
     #[test]
@@ -448,7 +456,10 @@ mod tests {
 
     #[test]
     fn escape_neutralizes_markdown() {
-        assert_eq!(escape("*bold* _x_ [a](b) 1.5"), r"\*bold\* \_x\_ \[a\]\(b\) 1\.5");
+        assert_eq!(
+            escape("*bold* _x_ [a](b) 1.5"),
+            r"\*bold\* \_x\_ \[a\]\(b\) 1\.5"
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub enum TelegramInboundKind {
     /// `/start`, with the deep-link payload (`t.me/<bot>?start=<payload>`) if any.
     Start(Option<String>),
     /// A pressed inline-keyboard button.
-    Callback { id: String, data: String },
+    Callback {
+        id: String,
+        data: String,
+    },
     /// A sticker, voice note, photo, file…, by kind.
     Unsupported(&'static str),
 }
@@ -258,7 +261,10 @@ mod tests {
             json!({"update_id": 1, "message": {"text": "no chat"}}),
         ] {
             assert!(
-                matches!(parse_update(&v), Err(UpdateError::Malformed(_) | UpdateError::Ignored { .. })),
+                matches!(
+                    parse_update(&v),
+                    Err(UpdateError::Malformed(_) | UpdateError::Ignored { .. })
+                ),
                 "{v}"
             );
         }

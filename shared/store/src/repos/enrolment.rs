@@ -4,7 +4,9 @@
 
 use careloop_core::{EnrolmentCodeId, OrganizationId, PatientId};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr,
+};
 use sha2::{Digest, Sha256};
 
 use crate::convert::{micros, now};

@@ -9,8 +9,8 @@ use std::fmt;
 use careloop_core::{ChannelKind, InboundEventId, OrganizationId};
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::{Expr, ExprTrait},
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 
 use crate::convert::{corrupt, micros, non_negative_u32, now, parse};
@@ -125,42 +125,40 @@ impl InboundEvents<'_> {
             .into());
         }
         let db = self.store.connection();
-        let id = InboundEventId::new();
-        let res = Entity::insert(ActiveModel {
-            id: Set(id.as_uuid()),
-            organization_id: Set(org.as_uuid()),
-            channel: Set(channel.as_str().to_owned()),
-            idempotency_key: Set(idempotency_key.to_owned()),
-            payload: Set(Some(payload)),
-            status: Set(InboundStatus::Pending.as_str().to_owned()),
-            attempts: Set(0),
-            error: Set(None),
-            received_at: Set(now()),
-            next_attempt_at: Set(None),
-            processed_at: Set(None),
-        })
-        .on_conflict_do_nothing_on([Column::IdempotencyKey])
-        .exec_without_returning(db)
-        .await?;
-        let inserted = matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0);
-        let model = Entity::find()
+        let model = Model {
+            id: InboundEventId::new().as_uuid(),
+            organization_id: org.as_uuid(),
+            channel: channel.as_str().to_owned(),
+            idempotency_key: idempotency_key.to_owned(),
+            payload: Some(payload),
+            status: InboundStatus::Pending.as_str().to_owned(),
+            attempts: 0,
+            error: None,
+            received_at: now(),
+            next_attempt_at: None,
+            processed_at: None,
+        };
+        let res = Entity::insert(ActiveModel::from(model.clone()))
+            .on_conflict_do_nothing_on([Column::IdempotencyKey])
+            .exec_without_returning(db)
+            .await?;
+        if matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            // One statement on the hot path (webhooks): the row is what was written.
+            return Ok(Inserted::New(InboundEvent::try_from(model)?));
+        }
+        let existing = Entity::find()
             .filter(Column::IdempotencyKey.eq(idempotency_key))
             .one(db)
             .await?
             .ok_or(StoreError::NotFound {
                 entity: "inbound event",
             })?;
-        if model.organization_id != org.as_uuid() {
+        if existing.organization_id != org.as_uuid() {
             return Err(StoreError::Conflict {
                 what: "idempotency key used by another organization",
             });
         }
-        let event = InboundEvent::try_from(model)?;
-        Ok(if inserted {
-            Inserted::New(event)
-        } else {
-            Inserted::Duplicate(event)
-        })
+        Ok(Inserted::Duplicate(InboundEvent::try_from(existing)?))
     }
 
     /// Claims up to `limit` pending events that are due, oldest first, for `lease`.
@@ -222,9 +220,7 @@ impl InboundEvents<'_> {
                     .await?;
                 crate::repos::updated_one(res.rows_affected, "inbound event")
             }
-            None => {
-                self.settle(id, InboundStatus::Failed, Some(error)).await
-            }
+            None => self.settle(id, InboundStatus::Failed, Some(error)).await,
         }
     }
 
@@ -236,7 +232,10 @@ impl InboundEvents<'_> {
     ) -> Result<(), StoreError> {
         let res = Entity::update_many()
             .col_expr(Column::Status, Expr::value(status.as_str()))
-            .col_expr(Column::Payload, Expr::value(Option::<serde_json::Value>::None))
+            .col_expr(
+                Column::Payload,
+                Expr::value(Option::<serde_json::Value>::None),
+            )
             .col_expr(Column::Error, Expr::value(error.map(str::to_owned)))
             .col_expr(
                 Column::NextAttemptAt,

@@ -11,7 +11,8 @@ use careloop_core::{
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::{Expr, ExprTrait},
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 
 use crate::convert::{micros, now};
@@ -128,7 +129,10 @@ impl Outbox<'_> {
                 messages::Column::ProviderMessageId,
                 Expr::value(provider_message_id.map(str::to_owned)),
             )
-            .col_expr(messages::Column::Attempts, Expr::col(messages::Column::Attempts).add(1))
+            .col_expr(
+                messages::Column::Attempts,
+                Expr::col(messages::Column::Attempts).add(1),
+            )
             .col_expr(
                 messages::Column::NextAttemptAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
@@ -154,7 +158,10 @@ impl Outbox<'_> {
         reason: &str,
     ) -> Result<(), StoreError> {
         let res = messages::Entity::update_many()
-            .col_expr(messages::Column::Attempts, Expr::col(messages::Column::Attempts).add(1))
+            .col_expr(
+                messages::Column::Attempts,
+                Expr::col(messages::Column::Attempts).add(1),
+            )
             .col_expr(
                 messages::Column::NextAttemptAt,
                 Expr::value(Some(micros(retry_at))),

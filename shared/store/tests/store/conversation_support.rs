@@ -70,10 +70,6 @@ async fn alerts_are_raised_listed_and_audited(store: &Store) {
     assert!(matches!(err, StoreError::NotFound { .. }));
 }
 
-async fn org_other(store: &Store) -> OrganizationId {
-    org(store, "other-clinic").await.id
-}
-
 async fn dialog_state_round_trips_per_patient(store: &Store) {
     let org = org(store, "clinic").await;
     let p = patient(store, org.id, "Ana").await;

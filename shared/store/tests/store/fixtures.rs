@@ -15,6 +15,11 @@ pub async fn org(store: &Store, slug_text: &str) -> Organization {
         .unwrap()
 }
 
+/// A second organization, for tests of scoping.
+pub async fn org_other(store: &Store) -> OrganizationId {
+    org(store, "other-clinic").await.id
+}
+
 pub fn new_patient(name: &str) -> NewPatient {
     NewPatient {
         display_name: name.parse().unwrap(),

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod channels_support;
 mod connect;
 mod content_review;
 mod conversation_support;
