@@ -113,11 +113,7 @@ lines.append("<!-- bench_webhook:end -->")
 table = "\n".join(lines)
 print(table)
 if write:
-    p = pathlib.Path("BENCHMARKS.md")
-    text = p.read_text()
-    if "<!-- bench_webhook:start -->" in text:
-        text = re.sub(r"<!-- bench_webhook:start -->.*?<!-- bench_webhook:end -->", lambda _: table, text, flags=re.S)
-    else:
-        text += "\n## Inbound Telegram webhook (issue 5)\n\n" + table + "\n"
-    p.write_text(text)
+    sys.path.insert(0, "scripts")
+    from benchmarks_md import write_section
+    write_section("bench_webhook", "## Inbound Telegram webhook (issue 5)", table)
 PY

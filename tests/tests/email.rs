@@ -323,3 +323,56 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
     assert!(!logs.contains(from), "no addresses in the logs");
     assert!(!logs.contains("blood sugar under control"));
 }
+
+#[tokio::test]
+async fn mail_in_an_imap_mailbox_is_answered_once_and_marked_seen() {
+    let smtp = servers::SmtpServer::start();
+    let imap = servers::ImapServer::start();
+    let mut env = email_env(smtp.port);
+    env.extend([
+        (
+            "CARELOOP_CHANNELS__EMAIL__IMAP__HOST",
+            "127.0.0.1".to_owned(),
+        ),
+        (
+            "CARELOOP_CHANNELS__EMAIL__IMAP__PORT",
+            imap.port.to_string(),
+        ),
+        ("CARELOOP_CHANNELS__EMAIL__IMAP__TLS", "none".to_owned()),
+        ("CARELOOP_CHANNELS__EMAIL__IMAP__USER", imap.user.to_owned()),
+        (
+            "CARELOOP_CHANNELS__EMAIL__IMAP__PASSWORD",
+            imap.password.to_owned(),
+        ),
+        ("CARELOOP_CHANNELS__EMAIL__IMAP_POLL_SECS", "1".to_owned()),
+    ]);
+    let mut app = Careloop::start(&["serve"], &env).unwrap();
+    app.wait_for("/readyz", 200, Duration::from_secs(180))
+        .await
+        .unwrap();
+    imap.deliver(
+        "1.mail",
+        &mail(
+            "imap1@example.org",
+            "imap.pat@example.org",
+            "Hello",
+            "Hello",
+        ),
+    );
+    wait_answered(&app, &smtp, "imap1@example.org", 1, Duration::from_secs(30)).await;
+    let received = smtp.received();
+    let reply = MessageParser::default().parse(&received[0]).unwrap();
+    assert_eq!(reply.in_reply_to().as_text(), Some("imap1@example.org"));
+    // Seen in the mailbox: later polls do not fetch it again, and nothing is sent twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.received().len(), 1);
+    let poller = careloop_channels::email::ImapPoller::new(
+        serde_json::from_value(serde_json::json!({
+            "host": "127.0.0.1", "port": imap.port, "tls": "none",
+            "user": imap.user, "password": imap.password,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(poller.fetch_unseen().await.unwrap().is_empty());
+}

@@ -377,7 +377,8 @@ pub fn split_message(text: &str, max: usize) -> Vec<String> {
             window.rfind("\n\n"),
             window.rfind('\n'),
             window.rfind(". ").map(|i| i + 1),
-            window.rfind(' '),
+            // Any whitespace: tabs, no-break and ideographic spaces separate words too.
+            window.rfind(char::is_whitespace),
         ]
         .into_iter()
         .flatten()
@@ -445,6 +446,23 @@ mod tests {
         let parts = split_message(&text, MAX_MESSAGE_CHARS);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
         assert_eq!(parts.len(), 3);
+    }
+
+    #[test]
+    fn split_breaks_at_any_whitespace_not_inside_words() {
+        // Found by `scripts/fuzz.sh` (fuzz/regressions/telegram_split).
+        assert_eq!(
+            split_message("one\ttwo\tthree", 10),
+            vec!["one\ttwo", "three"]
+        );
+        assert_eq!(
+            split_message("b\rTT\u{c}\u{c}(T(T", 9),
+            vec!["b\rTT", "(T(T"]
+        );
+        assert_eq!(
+            split_message("患者さん\u{3000}お薬の時間です", 8),
+            vec!["患者さん", "お薬の時間です"]
+        );
     }
 
     #[test]

@@ -1,12 +1,21 @@
-//! Outbound text: `split_message` (parts of at most `max` characters, none empty, no word lost or
-//! changed) and `escape` (MarkdownV2: unescaping gives the input back).
+//! `split_message` (outbound Telegram text): every part has at most `max` characters, no part is
+//! empty or untrimmed, nothing but whitespace is dropped, and a word that fits in a part is never
+//! cut: the parts' words are the input's words.
+//!
+//! Known finding (fuzz/regressions/telegram_split/): the splitter breaks only at ' ' and '\n', so
+//! words separated by other whitespace (tab, form feed, a lone '\r', no-break or ideographic
+//! space) are cut although they fit. Until that is fixed, `CARELOOP_FUZZ_SPLIT_SPACES_ONLY=1`
+//! checks the word invariant only on texts whose whitespace is ' ' and '\n', so that the other
+//! invariants can still be fuzzed.
 #![no_main]
 
-use careloop_channels::telegram::{escape, split_message};
+use std::sync::LazyLock;
+
+use careloop_channels::telegram::split_message;
 use libfuzzer_sys::fuzz_target;
 
-/// Characters MarkdownV2 reserves (https://core.telegram.org/bots/api#markdownv2-style).
-const RESERVED: &str = "\\_*[]()~`>#+-=|{}.!";
+static SPACES_ONLY: LazyLock<bool> =
+    LazyLock::new(|| std::env::var_os("CARELOOP_FUZZ_SPLIT_SPACES_ONLY").is_some_and(|v| v == "1"));
 
 fuzz_target!(|data: &[u8]| {
     let Some((&limit, rest)) = data.split_first() else {
@@ -37,33 +46,14 @@ fuzz_target!(|data: &[u8]| {
         "non-space characters lost or reordered"
     );
     // When no word is longer than a part, words are never cut.
+    let checked_whitespace = |c: char| !c.is_whitespace() || c == ' ' || c == '\n';
     if text
         .split_whitespace()
         .all(|w| w.chars().count() <= max.max(1))
+        && (!*SPACES_ONLY || text.chars().all(checked_whitespace))
     {
         let words: Vec<&str> = parts.iter().flat_map(|p| p.split_whitespace()).collect();
         let expected: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(words, expected, "a word was cut although it fits");
     }
-
-    let escaped = escape(text);
-    let mut unescaped = String::with_capacity(text.len());
-    let mut chars = escaped.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let next = chars.next().expect("escape ends in a lone backslash");
-            assert!(
-                RESERVED.contains(next),
-                "escaped a character that needs no escape"
-            );
-            unescaped.push(next);
-        } else {
-            assert!(
-                !RESERVED.contains(c),
-                "reserved character {c:?} left unescaped"
-            );
-            unescaped.push(c);
-        }
-    }
-    assert_eq!(unescaped, text, "escape is not reversible");
 });
