@@ -120,12 +120,14 @@ async fn post_message(
         .await
         .map_err(anyhow::Error::new)?;
     if let Handled::Replied(reply) = &handled {
-        conversation
-            .store
-            .outbox()
-            .mark_sent(conversation.organization_id, reply.message_id, None, true)
-            .await
-            .map_err(anyhow::Error::new)?;
+        crate::settle_direct(
+            &conversation.store,
+            conversation.organization_id,
+            reply.message_id,
+            true,
+        )
+        .await
+        .map_err(anyhow::Error::new)?;
     }
     let out = match handled {
         Handled::Replied(reply) => MessageOut {

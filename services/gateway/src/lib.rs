@@ -58,6 +58,38 @@ impl AppState {
     }
 }
 
+/// Settles a reply a route delivered itself (the JSON API's response, a web chat session) the
+/// way the outbox settles what it sends: status `sent` or `delivered` and a delivery attempt.
+pub(crate) async fn settle_direct(
+    store: &careloop_store::Store,
+    org: careloop_core::OrganizationId,
+    message: careloop_core::MessageId,
+    delivered: bool,
+) -> Result<(), careloop_store::StoreError> {
+    store
+        .outbox()
+        .mark_sent(org, message, None, delivered)
+        .await?;
+    let outcome = if delivered {
+        careloop_core::DeliveryOutcome::Delivered
+    } else {
+        careloop_core::DeliveryOutcome::Sent
+    };
+    store
+        .delivery_attempts()
+        .record(
+            org,
+            careloop_store::NewDeliveryAttempt {
+                message_id: message,
+                outcome,
+                error: None,
+                provider_message_id: None,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// Refuses a client over its per-IP rate on the public patient routes (their POSTs and the web
 /// chat event stream) with 429 and `Retry-After`; provider webhooks, health checks and static
 /// assets are not limited. The peer address is the

@@ -35,7 +35,8 @@ use careloop_channels::webchat::{
     ChatMessage, MessageSource, Preferences, SessionClaims, SessionEvent, SessionId, Subscription,
 };
 use careloop_conversation::{
-    EngineSettings, Handled, Inbound, InboundContent, Reply, ReplyEvent, ReplySource,
+    EngineSettings, Handled, Inbound, InboundContent, Reply, ReplyDelivery, ReplyEvent,
+    ReplySource,
     commands::{self, Command},
 };
 use careloop_core::{Language, OrganizationId, ReadingLevel};
@@ -421,7 +422,7 @@ async fn post_message(
         address: session.address(),
         content: InboundContent::Text(text),
         idempotency_key: Some(format!("web_chat:{session}:{client_id}")),
-        reply: Default::default(),
+        reply: held_reply(),
         rate_limited: false,
     };
     let (webchat, conversation) = (webchat.clone(), conversation.clone());
@@ -454,7 +455,10 @@ async fn answer(
     };
     let (handled, ()) = tokio::join!(handled, stream_drafts(hub, session, rx));
     match handled {
-        Ok(Handled::Replied(reply)) => publish_reply(hub, session, &reply),
+        Ok(Handled::Replied(reply)) => {
+            let delivered = publish_reply(hub, session, &reply);
+            settle(&conversation, &reply, delivered).await;
+        }
         Ok(Handled::NoReply { .. } | Handled::Duplicate) => {
             let _ = hub.publish(session, SessionEvent::Retract);
         }
@@ -529,7 +533,35 @@ async fn stream_drafts(
     }
 }
 
-fn publish_reply(hub: &WebChatHub, session: SessionId, reply: &Reply) {
+/// A reply this gateway publishes itself: the outbox holds it meanwhile (another replica, which
+/// does not hold the session, must not take it) and [`settle`] records the delivery.
+fn held_reply() -> ReplyDelivery {
+    ReplyDelivery {
+        meta: None,
+        hold: Some(std::time::Duration::from_secs(300)),
+    }
+}
+
+/// Records a reply published to the session as sent (delivered when a browser had it) with its
+/// delivery attempt, like the outbox does for the channels it sends itself. If this fails the
+/// hold runs out and the outbox sends it (the hub skips a message already in the session).
+async fn settle(conversation: &ConversationState, reply: &Reply, delivered: Option<bool>) {
+    let Some(delivered) = delivered else {
+        return;
+    };
+    if let Err(e) = crate::settle_direct(
+        &conversation.store,
+        conversation.organization_id,
+        reply.message_id,
+        delivered,
+    )
+    .await
+    {
+        tracing::warn!(message_id = %reply.message_id, error = %e, "web chat reply not settled");
+    }
+}
+
+fn publish_reply(hub: &WebChatHub, session: SessionId, reply: &Reply) -> Option<bool> {
     let message = ChatMessage {
         message_id: reply.message_id,
         text: reply.text.clone(),
@@ -542,14 +574,18 @@ fn publish_reply(hub: &WebChatHub, session: SessionId, reply: &Reply) {
         buttons: Vec::new(),
     };
     match hub.publish(session, SessionEvent::Message(message)) {
-        Ok(published) => tracing::info!(
-            message_id = %reply.message_id,
-            source = reply.source.as_str(),
-            delivered = published.delivered,
-            "web chat reply published"
-        ),
+        Ok(published) => {
+            tracing::info!(
+                message_id = %reply.message_id,
+                source = reply.source.as_str(),
+                delivered = published.delivered,
+                "web chat reply published"
+            );
+            Some(published.delivered)
+        }
         Err(e) => {
-            tracing::warn!(message_id = %reply.message_id, error = %e, "web chat reply not published")
+            tracing::warn!(message_id = %reply.message_id, error = %e, "web chat reply not published");
+            None
         }
     }
 }
@@ -641,7 +677,7 @@ async fn set_preferences(
             address: session.address(),
             content: InboundContent::Text(text),
             idempotency_key: None,
-            reply: Default::default(),
+            reply: held_reply(),
             rate_limited: false,
         };
         match conversation
@@ -651,7 +687,8 @@ async fn set_preferences(
             .map_err(anyhow::Error::new)?
         {
             Handled::Replied(reply) => {
-                publish_reply(&webchat.hub, session, &reply);
+                let delivered = publish_reply(&webchat.hub, session, &reply);
+                settle(conversation, &reply, delivered).await;
                 confirmations.push(reply.text);
             }
             Handled::NoReply { .. } => {
