@@ -421,6 +421,112 @@ async fn a_patient_talks_to_careloop_on_telegram() {
             .await
     );
 
+    // A medication reminder for the enrolled patient: planned now, the reminders role (running in
+    // this process) sweeps it, renders the approved Spanish template with the buttons, and the
+    // outbox sends it; pressing "Tomado" records adherence and confirms once.
+    store
+        .patients()
+        .set_consent(
+            org,
+            enrolled.id,
+            careloop_core::ConsentState::Granted,
+            &careloop_store::Actor::System,
+        )
+        .await
+        .unwrap();
+    let schedule = store
+        .medication_schedules()
+        .create(
+            org,
+            careloop_store::NewMedicationSchedule {
+                patient_id: enrolled.id,
+                medicine_name: "Metformina".parse().unwrap(),
+                dose_text: "500 mg con la cena".parse().unwrap(),
+                rrule: "FREQ=DAILY;BYHOUR=20;BYMINUTE=0".parse().unwrap(),
+                timezone: enrolled.timezone,
+                starts_on: chrono::Utc::now().date_naive(),
+                ends_on: None,
+                quiet_hours_policy: careloop_core::QuietHoursPolicy::Delay,
+                channels: vec![ChannelKind::Telegram],
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    let occurrence = store
+        .reminder_occurrences()
+        .insert_if_absent(
+            org,
+            careloop_store::NewReminderOccurrence {
+                schedule_id: Some(schedule.id),
+                campaign_id: None,
+                patient_id: enrolled.id,
+                due_at: chrono::Utc::now(),
+                idempotency_key: format!("schedule:{}:e2e", schedule.id),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let before = fake.sent_to(enrolled_chat).len();
+    let reminded = fake
+        .wait_until(Duration::from_secs(30), |f| {
+            f.sent_to(enrolled_chat).len() > before
+        })
+        .await;
+    assert!(reminded, "no reminder; logs:\n{}", app.logs());
+    let careloop_channels::telegram::fake::Recorded::Sent { text, buttons, .. } =
+        fake.sent_to(enrolled_chat).last().cloned().unwrap()
+    else {
+        unreachable!()
+    };
+    assert!(
+        text.contains("Metformina") && text.contains("500 mg con la cena"),
+        "{text}"
+    );
+    assert_eq!(buttons.len(), 3);
+    assert_eq!(buttons[0].0, "Tomado");
+    let press = |update_id: u64, data: &str| {
+        json!({"update_id": update_id, "callback_query": {
+            "id": format!("cb-{update_id}"), "from": {"id": enrolled_chat, "is_bot": false, "first_name": "P"},
+            "chat_instance": "x", "data": data,
+            "message": {"message_id": 9, "date": 1_700_000_000,
+                "chat": {"id": enrolled_chat, "type": "private", "first_name": "P"}, "text": "…"}}})
+    };
+    let before = fake.sent_to(enrolled_chat).len();
+    for update_id in [70, 71] {
+        // Pressed twice: recorded and confirmed once.
+        let body = serde_json::to_vec(&press(update_id, &buttons[0].1)).unwrap();
+        assert_eq!(
+            post_update(&client, &app, Some(SECRET), body)
+                .await
+                .status(),
+            200
+        );
+    }
+    let confirmed = fake
+        .wait_until(quick, |f| {
+            f.sent_to(enrolled_chat).len() > before
+                && f.callback_answers().contains(&"cb-71".to_owned())
+        })
+        .await;
+    assert!(confirmed, "no confirmation; logs:\n{}", app.logs());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fake.sent_to(enrolled_chat).len(),
+        before + 1,
+        "confirmed once"
+    );
+    let events = store
+        .adherence_events()
+        .list_for_patient(org, enrolled.id)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, careloop_core::AdherenceKind::Taken);
+    assert_eq!(events[0].occurrence_id, Some(occurrence.id));
+    assert_eq!(events[0].source_channel, Some(ChannelKind::Telegram));
+
     // No message text in the logs.
     let logs = app.logs();
     assert!(!logs.contains("blood sugar under control"));

@@ -250,11 +250,15 @@ impl InboundProcessor {
                 self.clear_channel_opt_out(org, &address).await?;
                 InboundContent::Greeting
             }
-            TelegramInboundKind::Callback { id, .. } => {
-                // Buttons belong to reminders (Taken / Skip / Snooze); their adherence
-                // handling arrives with the reminder dispatcher. Stop the spinner either way.
+            TelegramInboundKind::Callback { id, data } => {
+                // Reminder buttons (Taken / Skip / Snooze) become adherence events; the
+                // confirmation goes through the outbox. Stop the spinner either way.
+                let recorded = self.answer_reminder(org, &address, data).await?;
                 if let Err(e) = telegram.answer_callback(id, None).await {
                     tracing::info!(error = %e, "inbound: answering a callback failed");
+                }
+                if recorded {
+                    self.inner.outbox.wake();
                 }
                 return Ok(());
             }
@@ -423,6 +427,42 @@ impl InboundProcessor {
             .map_err(transient)?;
         tracing::info!(organization_id = %org, message_id = %message.id, "email bounced: channel opted out");
         Ok(())
+    }
+
+    /// A pressed reminder button: the adherence answer of the patient behind this address, for
+    /// one of their own reminders. `Ok(true)` when something was recorded.
+    async fn answer_reminder(
+        &self,
+        org: OrganizationId,
+        address: &ChannelAddress,
+        action: &str,
+    ) -> Result<bool, ProcessError> {
+        use careloop_reminders::respond::{Responded, parse_action, respond};
+        let Some((occurrence, kind)) = parse_action(action) else {
+            tracing::info!("inbound: unknown button action ignored");
+            return Ok(false);
+        };
+        let store = &self.inner.store;
+        let transient = |e: careloop_store::StoreError| ProcessError::Transient(e.to_string());
+        let Some(identity) = store
+            .channel_identities()
+            .find_by_address(org, address)
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(false);
+        };
+        let outcome = respond(
+            store,
+            org,
+            identity.patient_id,
+            occurrence,
+            kind,
+            address.kind(),
+        )
+        .await
+        .map_err(transient)?;
+        Ok(outcome == Responded::Recorded)
     }
 
     /// Links the chat to the patient an enrolment code was made for.

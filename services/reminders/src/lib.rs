@@ -5,89 +5,50 @@
 //! idempotency keys); [`plan()`] stores those doses as occurrences and re-plans them after a
 //! change without duplicating what was sent.
 //!
+//! [`dispatch()`] turns one due occurrence into a reminder message in the channel outbox, once.
+//!
 //! [`run`] starts the reminder worker on whichever storage the queue settings chose (SQLite for the
 //! embedded default, Redis for scale-out) and stops it gracefully when `shutdown` resolves. Several
-//! worker processes may run at once: a job is claimed by one worker, and the occurrence's state
-//! transition in the database (only a `planned` occurrence moves on) makes a redelivered job a no-op.
+//! worker processes may run at once: a dose's message has an idempotency key derived from the
+//! occurrence's, so two workers or a redelivered job still make one message, and the occurrence's
+//! state (only `planned` or `dispatching` moves on, to `sent`) makes a late redelivery a no-op.
 
+pub mod dispatch;
+mod outgoing;
 pub mod plan;
 pub mod planner;
+pub mod respond;
+pub mod sweep;
 
+pub use dispatch::{Dispatch, dispatch};
 pub use plan::{PlanError, PlanOutcome, plan};
 
 use std::future::Future;
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
-use careloop_core::OccurrenceState;
 use careloop_queue::{QueueConnection, QueueStorage, ReminderDue};
-use careloop_store::{Actor, NewAuditEntry, Store};
-
-/// What the handler did with one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dispatch {
-    /// The occurrence was planned and is now being dispatched.
-    Claimed,
-    /// Already past `planned` (a redelivered or duplicate job): nothing to do.
-    AlreadyHandled,
-    /// The occurrence no longer exists (schedule deleted): nothing to do.
-    Gone,
-}
-
-/// Handles one due reminder: claims the occurrence exactly once and records it in the audit log.
-/// Rendering the template and sending through the channel outbox hang off this claim.
-pub async fn dispatch(
-    store: &Store,
-    job: &ReminderDue,
-) -> Result<Dispatch, careloop_store::StoreError> {
-    let occurrences = store.reminder_occurrences();
-    let moved = occurrences
-        .transition_state(
-            job.organization_id,
-            job.occurrence_id,
-            OccurrenceState::Planned,
-            OccurrenceState::Dispatching,
-        )
-        .await?;
-    let outcome = if moved {
-        Dispatch::Claimed
-    } else if occurrences
-        .get(job.organization_id, job.occurrence_id)
-        .await?
-        .is_some()
-    {
-        Dispatch::AlreadyHandled
-    } else {
-        Dispatch::Gone
-    };
-    if outcome == Dispatch::Claimed {
-        store
-            .audit()
-            .append(NewAuditEntry {
-                organization_id: Some(job.organization_id),
-                actor: Actor::System,
-                action: "reminder.dispatching".into(),
-                entity_type: "reminder_occurrence".into(),
-                entity_id: job.occurrence_id.to_string(),
-                details: serde_json::json!({}),
-            })
-            .await?;
-    }
-    tracing::info!(occurrence_id = %job.occurrence_id, outcome = ?outcome, "reminder job handled");
-    Ok(outcome)
-}
+use careloop_store::Store;
 
 async fn handle(job: ReminderDue, store: Data<Store>) -> Result<(), BoxDynError> {
     dispatch(&store, &job).await?;
     Ok(())
 }
 
-/// Runs the reminder worker until `shutdown` resolves, then lets in-flight jobs finish.
+/// Runs the reminder worker and the due sweeper (which turns due occurrences into jobs, see
+/// [`sweep`]) until `shutdown` resolves, then lets in-flight jobs finish.
 pub async fn run(
     queue: QueueConnection,
     store: Store,
     concurrency: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let stop_sweeper = tokio_util::sync::CancellationToken::new();
+    let sweeper = tokio::spawn(sweep::run(
+        store.clone(),
+        queue.clone(),
+        sweep::SweepSettings::default(),
+        stop_sweeper.clone(),
+    ));
     let name = format!("reminders-{}", std::process::id());
     let monitor = match queue.storage().clone() {
         QueueStorage::Sqlite(pool) => Monitor::new().register(move |_| {
@@ -110,9 +71,11 @@ pub async fn run(
         .shutdown_timeout(std::time::Duration::from_secs(10))
         .run_with_signal(async move {
             shutdown.await;
+            stop_sweeper.cancel();
             Ok(())
         })
         .await?;
+    sweeper.await?;
     tracing::info!("reminder worker stopped");
     Ok(())
 }

@@ -177,6 +177,26 @@ impl ReminderOccurrences<'_> {
             .collect()
     }
 
+    /// Occurrences left in `dispatching` since before `before` (their job was lost: a worker
+    /// died between claiming and queueing), of every organization, oldest first. For the
+    /// sweeper, which enqueues them again; scope further work to each `organization_id`.
+    pub async fn stale_dispatching(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        occ::Entity::find()
+            .filter(occ::Column::State.eq(OccurrenceState::Dispatching.as_str()))
+            .filter(occ::Column::UpdatedAt.lt(micros(before)))
+            .order_by_asc(occ::Column::UpdatedAt)
+            .limit(limit)
+            .all(self.store.connection())
+            .await?
+            .into_iter()
+            .map(ReminderOccurrence::try_from)
+            .collect()
+    }
+
     /// The patient's occurrences due in `[from, to)`, earliest first.
     pub async fn list_for_patient(
         &self,
