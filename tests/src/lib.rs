@@ -93,6 +93,13 @@ impl Careloop {
         })
     }
 
+    /// The process's own database (the embedded default's SQLite file in its data folder), to
+    /// check what it recorded.
+    pub async fn store(&self) -> anyhow::Result<careloop_store::Store> {
+        let path = self.dir.path().join("data/careloop.sqlite");
+        Ok(careloop_store::Store::connect(&format!("sqlite://{}", path.display())).await?)
+    }
+
     /// What the process wrote to stderr so far (its logs).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use careloop_channels::email::{WEBHOOK_SIGNATURE_HEADER, sign_webhook};
 use careloop_core::{ChannelKind, EmailAddress, MessageDirection, MessageStatus};
 use careloop_e2e::Careloop;
-use careloop_store::{ChannelAddress, InboundStatus, Store};
+use careloop_store::{ChannelAddress, InboundStatus};
 use mail_parser::MessageParser;
 
 const SECRET: &str = "inbound-mail-secret-0123456789";
@@ -71,13 +71,6 @@ async fn post(client: &reqwest::Client, app: &Careloop, body: Vec<u8>, sign: boo
     req.body(body).send().await.unwrap().status().as_u16()
 }
 
-async fn store_of(app: &Careloop) -> Store {
-    let path = app.dir.path().join("data/careloop.sqlite");
-    Store::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap()
-}
-
 /// Waits until the mail with this id was processed and the SMTP server holds `count` messages.
 async fn wait_answered(
     app: &Careloop,
@@ -86,7 +79,7 @@ async fn wait_answered(
     count: usize,
     timeout: Duration,
 ) {
-    let store = store_of(app).await;
+    let store = app.store().await.unwrap();
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let processed = store
@@ -189,7 +182,7 @@ async fn a_patient_writes_an_email_and_gets_a_threaded_answer() {
     );
     assert_eq!(post(&client, &app, question, true).await, 200);
     wait_answered(&app, &smtp, "q1@example.org", 6, Duration::from_secs(150)).await;
-    let store = store_of(&app).await;
+    let store = app.store().await.unwrap();
     let identity = store
         .channel_identities()
         .find_by_address_any_org(&ChannelAddress::Email(

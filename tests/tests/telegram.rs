@@ -7,7 +7,7 @@ use std::time::Duration;
 use careloop_channels::telegram::fake::{Failure, FakeTelegram, sticker_update, text_update};
 use careloop_core::{ChannelKind, MessageDirection, MessageStatus, TelegramChatId};
 use careloop_e2e::Careloop;
-use careloop_store::{ChannelAddress, InboundStatus, Store};
+use careloop_store::{ChannelAddress, InboundStatus};
 use serde_json::json;
 
 const TOKEN: &str = "123456:TEST-token";
@@ -34,13 +34,6 @@ fn telegram_env(fake: &FakeTelegram, mode: &str) -> Vec<(&'static str, String)> 
             "300".into(),
         ),
     ]
-}
-
-async fn store_of(app: &Careloop) -> Store {
-    let path = app.dir.path().join("data/careloop.sqlite");
-    Store::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap()
 }
 
 async fn post_update(
@@ -76,7 +69,7 @@ async fn say(
     // Processed (the engine has answered), then sent (the outbox has nothing queued).
     let update_id = update["update_id"].as_u64().unwrap();
     let key = format!("telegram:123456:{update_id}");
-    let store = store_of(app).await;
+    let store = app.store().await.unwrap();
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let processed = store
@@ -215,7 +208,7 @@ async fn a_patient_talks_to_careloop_on_telegram() {
     assert!(urgent.contains("112") || urgent.contains("911"), "{urgent}");
 
     // What was sent, and why, is recorded.
-    let store = store_of(&app).await;
+    let store = app.store().await.unwrap();
     let identity = store
         .channel_identities()
         .find_by_address_any_org(&ChannelAddress::Telegram(TelegramChatId::new(chat)))

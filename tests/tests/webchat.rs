@@ -399,12 +399,7 @@ async fn the_web_chat_works_over_http_and_in_a_browser() {
 
     // Every web chat reply went through the outbox: none is left queued, and every one records
     // its delivery to the browser.
-    let store = careloop_store::Store::connect(&format!(
-        "sqlite://{}",
-        app.dir.path().join("data/careloop.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    let store = app.store().await.unwrap();
     let mut queued = u64::MAX;
     for _ in 0..100 {
         queued = store
