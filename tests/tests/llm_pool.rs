@@ -41,7 +41,7 @@ async fn a_killed_worker_loses_no_question() {
     let client = RedisLlmClient::connect(&pool, ClientOptions::default())
         .await
         .unwrap();
-    while client.workers().await.unwrap().len() < 2 {
+    while client.workers().await.unwrap_or_default().len() < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "workers never advertised"
@@ -78,7 +78,8 @@ async fn a_killed_worker_loses_no_question() {
     // Kill the worker that is answering right now.
     first_token.recv().await.unwrap();
     let busy = loop {
-        let live = client.workers().await.unwrap();
+        // A busy machine may delay a reply; the deadline below is what fails the test.
+        let live = client.workers().await.unwrap_or_default();
         if let Some(w) = live.iter().find(|w| w.in_flight > 0) {
             break w.name.clone();
         }

@@ -83,7 +83,7 @@ impl RedisLlmClient {
             ));
         }
         let client = redis::Client::open(config.url.as_str())?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let conn = crate::command_connection(client.clone()).await?;
         let this = Self {
             inner: Arc::new(ClientInner {
                 client,

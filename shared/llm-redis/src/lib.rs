@@ -40,6 +40,7 @@ mod worker;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use careloop_llm_api::{Completion, GenerationRequest, LlmError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 pub use client::{ClientOptions, RedisLlmClient, WorkerInfo};
@@ -164,4 +165,16 @@ pub(crate) fn ttl_until(deadline_ms: u64) -> u64 {
     deadline_ms
         .saturating_sub(now_ms())
         .saturating_add(millis(KEY_GRACE))
+}
+
+/// A multiplexed connection for commands. redis-rs gives up on a reply after 500 ms by default;
+/// a process whose cores are busy generating tokens can take longer to read one, which is not a
+/// failure of Redis, so commands wait up to 5 s (blocking reads use their own connections).
+pub(crate) async fn command_connection(
+    client: redis::Client,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    ConnectionManager::new_with_config(client, config).await
 }

@@ -86,7 +86,7 @@ pub async fn run_worker(
         ));
     }
     let client = redis::Client::open(config.url.as_str())?;
-    let mut conn = ConnectionManager::new(client.clone()).await?;
+    let mut conn = crate::command_connection(client.clone()).await?;
     let mut reader = blocking_connection(&client).await?;
     let keys = config.keys();
     let created: redis::RedisResult<()> = conn

@@ -73,7 +73,16 @@ impl QueueConnection {
             }
             QueueBackend::Redis { url } => {
                 let client = redis::Client::open(url.expose_secret())?;
-                QueueStorage::Redis(ConnectionManager::new(client).await?)
+                QueueStorage::Redis(
+                    // Replies may take longer than redis-rs's 500 ms default on a busy machine.
+                    ConnectionManager::new_with_config(
+                        client,
+                        redis::aio::ConnectionManagerConfig::new()
+                            .set_response_timeout(Some(Duration::from_secs(5)))
+                            .set_connection_timeout(Some(Duration::from_secs(5))),
+                    )
+                    .await?,
+                )
             }
         };
         Ok(QueueConnection {
