@@ -9,9 +9,10 @@ mod servers;
 use std::time::Duration;
 
 use careloop_channels::email::{WEBHOOK_SIGNATURE_HEADER, sign_webhook};
+use careloop_core::InboundStatus;
 use careloop_core::{ChannelKind, EmailAddress, MessageDirection, MessageStatus};
 use careloop_e2e::Careloop;
-use careloop_store::{ChannelAddress, InboundStatus};
+use careloop_store::ChannelAddress;
 use mail_parser::MessageParser;
 
 const SECRET: &str = "inbound-mail-secret-0123456789";

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use careloop_channels::telegram::fake::{Failure, FakeTelegram, sticker_update, text_update};
+use careloop_core::InboundStatus;
 use careloop_core::{ChannelKind, MessageDirection, MessageStatus, TelegramChatId};
 use careloop_e2e::Careloop;
-use careloop_store::{ChannelAddress, InboundStatus};
+use careloop_store::ChannelAddress;
 use serde_json::json;
 
 const TOKEN: &str = "123456:TEST-token";

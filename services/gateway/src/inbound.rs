@@ -15,7 +15,7 @@ use std::{
 
 use careloop_channels::{
     DeliveryMeta, Purpose,
-    outbox::OutboxWaker,
+    outbox::Waker,
     ratelimit::{KeyedLimiter, quota_per},
     telegram::{TelegramChannel, TelegramInbound, TelegramInboundKind, UpdateError, parse_update},
 };
@@ -25,7 +25,7 @@ use careloop_conversation::{
 use careloop_core::{ChannelKind, OrganizationId};
 use careloop_store::{ChannelAddress, InboundEvent, Store};
 use chrono::Utc;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How long the outbox holds a reply while a channel finishes its streamed draft.
@@ -45,14 +45,7 @@ pub struct InboundSettings {
 }
 
 /// Wakes the processor after an event was stored in this process.
-#[derive(Clone, Default)]
-pub struct InboundWaker(Arc<Notify>);
-
-impl InboundWaker {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-}
+pub type InboundWaker = careloop_channels::outbox::Waker;
 
 /// Processes stored inbound events. Cheap to clone.
 #[derive(Clone)]
@@ -64,7 +57,7 @@ struct Inner {
     store: Store,
     engine: Arc<ConversationEngine>,
     telegram: Option<TelegramChannel>,
-    outbox: OutboxWaker,
+    outbox: Waker,
     settings: InboundSettings,
     per_patient: KeyedLimiter<String>,
     waker: InboundWaker,
@@ -77,7 +70,7 @@ impl InboundProcessor {
         store: Store,
         engine: Arc<ConversationEngine>,
         telegram: Option<TelegramChannel>,
-        outbox: OutboxWaker,
+        outbox: Waker,
         settings: InboundSettings,
     ) -> InboundProcessor {
         let per_patient = KeyedLimiter::new(quota_per(
@@ -128,7 +121,7 @@ impl InboundProcessor {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.inner.waker.0.notified() => {}
+                () = self.inner.waker.woken() => {}
                 () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
             }
         }

@@ -72,13 +72,19 @@ pub enum Settled {
     Failed(String),
 }
 
-/// Wakes a running [`Outbox`] at once (after queueing a message in this process).
+/// Wakes a polling loop (the [`Outbox`], the gateway's inbound processor) at once, after work
+/// was stored for it in this process; other processes see the work at their next poll.
 #[derive(Clone, Default)]
-pub struct OutboxWaker(Arc<Notify>);
+pub struct Waker(Arc<Notify>);
 
-impl OutboxWaker {
+impl Waker {
     pub fn wake(&self) {
         self.0.notify_one();
+    }
+
+    /// Resolves at the next [`Self::wake`] (or at once if one is pending).
+    pub async fn woken(&self) {
+        self.0.notified().await;
     }
 }
 
@@ -88,7 +94,7 @@ pub struct Outbox {
     store: Store,
     channels: Arc<HashMap<ChannelKind, Arc<dyn Channel>>>,
     settings: OutboxSettings,
-    waker: OutboxWaker,
+    waker: Waker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +110,11 @@ impl Outbox {
             store,
             channels: Arc::new(channels),
             settings,
-            waker: OutboxWaker::default(),
+            waker: Waker::default(),
         }
     }
 
-    pub fn waker(&self) -> OutboxWaker {
+    pub fn waker(&self) -> Waker {
         self.waker.clone()
     }
 
@@ -150,7 +156,7 @@ impl Outbox {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.waker.0.notified() => {}
+                () = self.waker.woken() => {}
                 () = tokio::time::sleep(self.settings.poll_interval) => {}
             }
         }

@@ -75,6 +75,13 @@ string_enum!(
     }
 );
 string_enum!(
+    /// Where a stored inbound channel event (update, mail) is in its processing; `Failed` is
+    /// given up on.
+    InboundStatus, "inbound_status" {
+        Pending => "pending", Processed => "processed", Failed => "failed",
+    }
+);
+string_enum!(
     /// Life cycle of one planned reminder.
     OccurrenceState, "occurrence_state" {
         Planned => "planned", Dispatching => "dispatching", Sent => "sent",

@@ -27,7 +27,7 @@ pub use repos::{
     deliveries::{DeliveryAttempt, DeliveryAttempts, NewDeliveryAttempt},
     dialogs::Dialogs,
     enrolment::{EnrolmentCode, EnrolmentCodes},
-    inbound::{InboundEvent, InboundEvents, InboundStatus},
+    inbound::{InboundEvent, InboundEvents},
     messages::{Conversation, Message, Messages, NewMessage, Provenance},
     occurrences::{NewReminderOccurrence, ReminderOccurrence, ReminderOccurrences},
     organizations::{Organization, Organizations},

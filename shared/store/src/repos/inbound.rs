@@ -6,49 +6,18 @@
 
 use std::fmt;
 
-use careloop_core::{ChannelKind, InboundEventId, OrganizationId};
+use careloop_core::{ChannelKind, InboundEventId, InboundStatus, OrganizationId};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
-use crate::convert::{corrupt, micros, non_negative_u32, now, parse};
+use crate::convert::{micros, non_negative_u32, now, parse};
 use crate::entities::inbound_events::{ActiveModel, Column, Entity, Model};
 use crate::{Inserted, Store, StoreError};
 
 const TABLE: &str = "inbound_events";
-
-/// Where an inbound event is in its processing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InboundStatus {
-    Pending,
-    Processed,
-    /// Given up on (a payload that can never be processed); `error` says why.
-    Failed,
-}
-
-impl InboundStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InboundStatus::Pending => "pending",
-            InboundStatus::Processed => "processed",
-            InboundStatus::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for InboundStatus {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "pending" => Ok(InboundStatus::Pending),
-            "processed" => Ok(InboundStatus::Processed),
-            "failed" => Ok(InboundStatus::Failed),
-            _ => Err(()),
-        }
-    }
-}
 
 /// One stored inbound event. `Debug` does not show the payload.
 #[derive(Clone, PartialEq)]
@@ -87,7 +56,7 @@ impl TryFrom<Model> for InboundEvent {
             channel: parse(TABLE, "channel", &m.channel)?,
             idempotency_key: m.idempotency_key,
             payload: m.payload,
-            status: m.status.parse().map_err(|()| corrupt(TABLE, "status"))?,
+            status: parse(TABLE, "status", &m.status)?,
             attempts: non_negative_u32(TABLE, "attempts", m.attempts)?,
             error: m.error,
             received_at: m.received_at,
