@@ -9,6 +9,8 @@ mod m20250601_000001_initial_schema;
 mod m20250601_000002_audit_log_append_only;
 mod m20261127_000003_alerts_and_dialogs;
 mod m20261127_000004_outbox_and_inbound;
+mod m20261127_000005_campaigns;
+mod m20261127_000006_adherence_and_alert_mail;
 
 pub use m20250601_000002_audit_log_append_only::APPEND_ONLY_MESSAGE;
 use sea_orm_migration::async_trait;
@@ -37,6 +39,7 @@ pub const TABLES: &[&str] = &[
     "patient_dialogs",
     "inbound_events",
     "enrolment_codes",
+    "patient_dates",
 ];
 
 /// The careloop migrations, in order.
@@ -51,6 +54,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000002_audit_log_append_only::Migration),
             Box::new(m20261127_000003_alerts_and_dialogs::Migration),
             Box::new(m20261127_000004_outbox_and_inbound::Migration),
+            Box::new(m20261127_000005_campaigns::Migration),
+            Box::new(m20261127_000006_adherence_and_alert_mail::Migration),
         ]
     }
 }

@@ -3,10 +3,12 @@
 //! Thin by design: it reads settings, then wires the libraries together. Which parts a process runs
 //! is decided by `--roles`; storage and queue are decided by settings alone.
 
+mod campaign_cli;
 mod channels;
 mod content;
 mod eval;
 mod roles;
+mod schedule_cli;
 mod serve;
 
 use std::path::PathBuf;
@@ -54,10 +56,20 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelAction,
     },
-    /// Patients: channel enrolment.
+    /// Campaigns: create from a file, preview, start, pause, resume, cancel, progress.
+    Campaign {
+        #[command(subcommand)]
+        action: campaign_cli::CampaignAction,
+    },
+    /// Patients: channel enrolment, dates campaigns are relative to.
     Patient {
         #[command(subcommand)]
         action: PatientAction,
+    },
+    /// Medication schedules: add, edit, list.
+    Schedule {
+        #[command(subcommand)]
+        action: schedule_cli::ScheduleAction,
     },
     /// Measure the conversation engine on the labelled sets (prints Markdown for BENCHMARKS.md).
     Eval {
@@ -121,7 +133,26 @@ pub enum PatientAction {
         #[arg(long)]
         bot: Option<String>,
     },
+    /// Set a date campaign steps may be relative to (`discharge_date`), and schedule the
+    /// patient's steps in running campaigns.
+    SetDate {
+        /// The patient's id.
+        #[arg(long)]
+        patient: String,
+        /// The date's name (a-z, 0-9, `_`, `-`), e.g. `discharge_date`.
+        #[arg(long)]
+        field: String,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+    },
 }
+
+/// Input a person can fix (a bad file, an unknown id): printed as it is, and the process exits
+/// with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
 
 #[derive(Debug, Subcommand)]
 pub enum ContentAction {
@@ -167,6 +198,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Patient {
             action: PatientAction::EnrolCode { patient, days, bot },
         } => enrol_code(&settings, &patient, days, bot.as_deref()).await,
+        Command::Patient {
+            action:
+                PatientAction::SetDate {
+                    patient,
+                    field,
+                    date,
+                },
+        } => campaign_cli::set_date(&settings, &patient, &field, &date).await,
+        Command::Campaign { action } => campaign_cli::run(&settings, action).await,
+        Command::Schedule { action } => schedule_cli::run(&settings, action).await,
         Command::Migrate { action } => {
             migrate(&settings, action.unwrap_or(MigrateAction::Up)).await
         }

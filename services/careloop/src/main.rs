@@ -12,7 +12,11 @@ async fn main() -> ExitCode {
         Err(err) => {
             // The one place a failure reaches a person: print the whole cause chain.
             eprintln!("careloop: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<careloop::BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -143,15 +143,19 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
         .transpose()
         .context("web chat")?;
 
-    let reminders = roles.contains(Role::Reminders).then(|| {
-        let worker = careloop_reminders::run(
-            queue.clone(),
-            store.clone(),
-            settings.queue.concurrency,
-            shutdown.clone().cancelled_owned(),
-        );
-        tokio::spawn(worker)
-    });
+    let reminders = if roles.contains(Role::Reminders) {
+        {
+            let worker = careloop_reminders::run_with(
+                queue.clone(),
+                store.clone(),
+                reminder_settings(&settings)?,
+                shutdown.clone().cancelled_owned(),
+            );
+            Some(tokio::spawn(worker))
+        }
+    } else {
+        None
+    };
 
     let channels = match &conversation {
         Some(conversation) => Some(
@@ -214,6 +218,43 @@ pub async fn serve(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     outcome
 }
 
+/// How answers to reminders and missed doses are read (`reminders.*`).
+fn adherence_policy(settings: &Settings) -> careloop_adherence::AdherencePolicy {
+    let r = &settings.reminders;
+    careloop_adherence::AdherencePolicy {
+        answer_window: chrono::TimeDelta::minutes(i64::from(r.answer_window_minutes)),
+        missed_after: chrono::TimeDelta::minutes(i64::from(r.missed_after_minutes)),
+        missed_streak: r.missed_streak,
+        snooze: chrono::TimeDelta::minutes(i64::from(r.snooze_minutes)),
+    }
+}
+
+/// The reminder process: planner, missed-dose sweep and, when email is set up and
+/// `reminders.alert_mail` is on, the care team's alert mail.
+fn reminder_settings(settings: &Settings) -> anyhow::Result<careloop_reminders::WorkerSettings> {
+    let r = &settings.reminders;
+    let email = &settings.channels.email;
+    let alert_mailer = if r.alert_mail && email.enabled {
+        let email_settings: careloop_channels::email::EmailSettings =
+            serde_json::from_value(serde_json::Value::Object(email.smtp.clone()))
+                .context("channels.email.smtp")?;
+        Some(careloop_reminders::alert_mail::AlertMailer {
+            email: careloop_channels::email::EmailChannel::new(email_settings)
+                .context("channels.email.smtp")?,
+            dashboard_url: r.dashboard_url.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(careloop_reminders::WorkerSettings {
+        adherence: adherence_policy(settings),
+        plan_horizon: chrono::TimeDelta::days(i64::from(r.plan_horizon_days)),
+        plan_interval: Duration::from_secs(r.plan_interval_secs),
+        alert_mailer,
+        ..careloop_reminders::WorkerSettings::new(settings.queue.concurrency)
+    })
+}
+
 /// The conversation engine of a gateway: lexicons and reference data from the content folder,
 /// lingua's models loaded now (a few seconds, once), the organization of this install.
 async fn conversation_state(
@@ -239,7 +280,10 @@ async fn conversation_state(
         lexicons,
         reference,
         Arc::new(detector),
-        EngineSettings::default(),
+        EngineSettings {
+            adherence: adherence_policy(settings),
+            ..EngineSettings::default()
+        },
     );
     Ok(careloop_gateway::ConversationState {
         engine: Arc::new(engine),

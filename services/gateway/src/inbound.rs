@@ -452,6 +452,7 @@ impl InboundProcessor {
             occurrence,
             kind,
             address.kind(),
+            &self.inner.engine.settings().adherence,
         )
         .await
         .map_err(transient)?;

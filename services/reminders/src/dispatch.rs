@@ -61,6 +61,9 @@ pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, Stor
     ) {
         return Ok(Dispatch::AlreadyHandled);
     }
+    if occurrence.campaign_id.is_some() {
+        return crate::campaign::dispatch::dispatch_step(store, job, occurrence).await;
+    }
     let schedule = match occurrence.schedule_id {
         Some(id) => store.medication_schedules().get(org, id).await?,
         None => None,
@@ -126,7 +129,7 @@ pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, Stor
         buttons: buttons(patient.language, &occurrence.id.to_string()),
         ..DeliveryMeta::default()
     };
-    let message = crate::outgoing::queue(
+    let message = crate::outgoing::prepare(
         store,
         org,
         patient.id,
@@ -148,10 +151,19 @@ pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, Stor
         },
     )
     .await?;
-    occurrences
-        .attach_message(org, occurrence.id, message.id)
+    // The message (or the one an earlier attempt stored under the same key), the `sent` state
+    // and its audit entry commit together.
+    let (message, moved) = occurrences
+        .send_as(
+            org,
+            occurrence.id,
+            from,
+            message,
+            audit_entry(job, OccurrenceState::Sent, "queued"),
+        )
         .await?;
-    if settle(store, job, from, OccurrenceState::Sent, "queued").await? {
+    let message = message.into_inner();
+    if moved {
         tracing::info!(occurrence_id = %occurrence.id, message_id = %message.id, channel = %channel, "reminder queued");
         Ok(Dispatch::Queued)
     } else {
@@ -159,8 +171,20 @@ pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, Stor
     }
 }
 
-/// Moves the occurrence from the state it was read in to `to` and audits it; `false` when
-/// another worker moved it first.
+/// The audit entry for moving the job's occurrence to `to`.
+fn audit_entry(job: &ReminderDue, to: OccurrenceState, why: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        organization_id: Some(job.organization_id),
+        actor: Actor::System,
+        action: format!("reminder.{}", to.as_str()),
+        entity_type: "reminder_occurrence".into(),
+        entity_id: job.occurrence_id.to_string(),
+        details: serde_json::json!({ "reason": why }),
+    }
+}
+
+/// Moves the occurrence from the state it was read in to `to` and audits it (both commit
+/// together); `false` when another worker moved it first.
 async fn settle(
     store: &Store,
     job: &ReminderDue,
@@ -168,24 +192,17 @@ async fn settle(
     to: OccurrenceState,
     why: &str,
 ) -> Result<bool, StoreError> {
-    let moved = store
+    store
         .reminder_occurrences()
-        .transition_state(job.organization_id, job.occurrence_id, from, to)
-        .await?;
-    if moved {
-        store
-            .audit()
-            .append(NewAuditEntry {
-                organization_id: Some(job.organization_id),
-                actor: Actor::System,
-                action: format!("reminder.{}", to.as_str()),
-                entity_type: "reminder_occurrence".into(),
-                entity_id: job.occurrence_id.to_string(),
-                details: serde_json::json!({ "reason": why }),
-            })
-            .await?;
-    }
-    Ok(moved)
+        .transition_audited(
+            job.organization_id,
+            job.occurrence_id,
+            from,
+            to,
+            None,
+            audit_entry(job, to, why),
+        )
+        .await
 }
 
 #[cfg(test)]

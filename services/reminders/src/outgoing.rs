@@ -21,14 +21,14 @@ pub(crate) struct Outgoing<'a> {
     pub checks: Vec<(&'static str, serde_json::Value)>,
 }
 
-/// Stores the message `queued` in the patient's conversation on the channel (the existing one
-/// when the idempotency key was used before).
-pub(crate) async fn queue(
+/// The message `queued` in the patient's conversation on the channel (opened if need be), ready
+/// to store: by [`queue`], or together with what it settles (a dose's `sent` state).
+pub(crate) async fn prepare(
     store: &Store,
     org: OrganizationId,
     patient: PatientId,
     out: Outgoing<'_>,
-) -> Result<Message, StoreError> {
+) -> Result<NewMessage, StoreError> {
     let mut provenance = Provenance {
         content_version_ids: vec![out.template.version.id],
         ..Provenance::default()
@@ -40,22 +40,31 @@ pub(crate) async fn queue(
         .messages()
         .open_or_get_conversation(org, patient, out.channel)
         .await?;
+    Ok(NewMessage {
+        conversation_id: conversation.id,
+        direction: MessageDirection::Outbound,
+        status: MessageStatus::Queued,
+        body: out.body,
+        language: Some(out.language),
+        idempotency_key: Some(out.idempotency_key),
+        provenance: Some(provenance),
+        delivery_meta: serde_json::to_value(&out.meta).ok(),
+        hold_until: None,
+    })
+}
+
+/// Stores the message `queued` in the patient's conversation on the channel (the existing one
+/// when the idempotency key was used before).
+pub(crate) async fn queue(
+    store: &Store,
+    org: OrganizationId,
+    patient: PatientId,
+    out: Outgoing<'_>,
+) -> Result<Message, StoreError> {
+    let message = prepare(store, org, patient, out).await?;
     Ok(store
         .messages()
-        .append_message(
-            org,
-            NewMessage {
-                conversation_id: conversation.id,
-                direction: MessageDirection::Outbound,
-                status: MessageStatus::Queued,
-                body: out.body,
-                language: Some(out.language),
-                idempotency_key: Some(out.idempotency_key),
-                provenance: Some(provenance),
-                delivery_meta: serde_json::to_value(&out.meta).ok(),
-                hold_until: None,
-            },
-        )
+        .append_message(org, message)
         .await?
         .into_inner())
 }

@@ -1,17 +1,16 @@
 //! A patient's answer to a reminder (a pressed Taken / Skip / Snooze button) becomes an adherence
 //! event; Snooze plans the dose again 30 minutes later; the patient gets the approved
 //! confirmation template in their language through the outbox. Pressing the same button twice
-//! records and confirms once.
+//! records and confirms once. The adherence rules themselves are `careloop_adherence`'s; a typed
+//! answer ("taken", "tomé") is handled by the conversation engine with the same rules.
 
+use careloop_adherence::{AdherencePolicy, Answer, Answered};
 use careloop_channels::{DeliveryMeta, Purpose};
 use careloop_core::{
     AdherenceKind, ChannelKind, OrganizationId, PatientId, ReadingLevel, ReminderOccurrenceId,
 };
-use careloop_store::{NewAdherenceEvent, NewReminderOccurrence, Store, StoreError};
+use careloop_store::{Store, StoreError};
 use chrono::Utc;
-
-/// How long Snooze waits.
-pub const SNOOZE: chrono::Duration = chrono::Duration::minutes(30);
 
 /// The answer a button carries: `reminder:<occurrence>:<taken|skip|snooze>`.
 pub fn parse_action(action: &str) -> Option<(ReminderOccurrenceId, AdherenceKind)> {
@@ -36,7 +35,8 @@ pub enum Responded {
     NotTheirs,
 }
 
-/// Records `kind` for the patient's `occurrence` answered on `channel` (see the module docs).
+/// Records `kind` for the patient's `occurrence` answered on `channel` and queues the
+/// confirmation (see the module docs).
 pub async fn respond(
     store: &Store,
     org: OrganizationId,
@@ -44,53 +44,27 @@ pub async fn respond(
     occurrence: ReminderOccurrenceId,
     kind: AdherenceKind,
     channel: ChannelKind,
+    policy: &AdherencePolicy,
 ) -> Result<Responded, StoreError> {
-    let Some(occ) = store.reminder_occurrences().get(org, occurrence).await? else {
-        return Ok(Responded::NotTheirs);
+    let answered = careloop_adherence::answer(
+        store,
+        org,
+        patient,
+        Answer {
+            occurrence,
+            kind,
+            channel: Some(channel),
+            at: Utc::now(),
+        },
+        policy,
+    )
+    .await?;
+    let occ = match answered {
+        Answered::Recorded(occ) => occ,
+        Answered::Repeated(_) => return Ok(Responded::Repeated),
+        Answered::NotTheirs => return Ok(Responded::NotTheirs),
     };
-    if occ.patient_id != patient {
-        return Ok(Responded::NotTheirs);
-    }
-    let earlier = store
-        .adherence_events()
-        .list_for_patient(org, patient)
-        .await?;
-    if earlier
-        .iter()
-        .any(|e| e.occurrence_id == Some(occurrence) && e.kind == kind)
-    {
-        return Ok(Responded::Repeated);
-    }
-    store
-        .adherence_events()
-        .record(
-            org,
-            NewAdherenceEvent {
-                patient_id: patient,
-                occurrence_id: Some(occurrence),
-                kind,
-                source_channel: Some(channel),
-                recorded_at: Utc::now(),
-            },
-        )
-        .await?;
-    if kind == AdherenceKind::Snoozed {
-        store
-            .reminder_occurrences()
-            .insert_if_absent(
-                org,
-                NewReminderOccurrence {
-                    schedule_id: occ.schedule_id,
-                    campaign_id: occ.campaign_id,
-                    patient_id: patient,
-                    due_at: Utc::now() + SNOOZE,
-                    idempotency_key: format!("{}:snooze", occ.idempotency_key),
-                },
-            )
-            .await?;
-    }
     confirm(store, org, patient, &occ, kind, channel).await?;
-    tracing::info!(organization_id = %org, occurrence_id = %occurrence, kind = kind.as_str(), "reminder answered");
     Ok(Responded::Recorded)
 }
 

@@ -3,19 +3,26 @@
 //! enqueues again any occurrence left in `dispatching` longer than `stale_after` (its job was
 //! lost with a worker). Dispatching is idempotent, so a job enqueued twice still makes one
 //! message.
+//!
+//! Claims and enqueues go by batches of `batch`: one transaction claims a batch, one write
+//! enqueues its jobs, so 100,000 doses due in the same minute cost a few hundred round trips, not
+//! 200,000. A process killed between the two leaves that batch in `dispatching` without jobs;
+//! the stale path enqueues it again after `stale_after`. A batch that cannot be enqueued (queue
+//! down) is released back to `planned` for the next round.
 
 use std::time::Duration;
 
-use careloop_core::OccurrenceState;
+use careloop_core::ReminderOccurrenceId;
 use careloop_queue::{QueueConnection, ReminderDue};
-use careloop_store::Store;
+use careloop_store::{ReminderOccurrence, Store};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct SweepSettings {
+    /// How often to look for due occurrences (a full batch is followed by the next at once).
     pub interval: Duration,
-    /// Occurrences claimed per round.
+    /// Occurrences claimed and enqueued per round trip.
     pub batch: u64,
     pub stale_after: Duration,
 }
@@ -23,11 +30,38 @@ pub struct SweepSettings {
 impl Default for SweepSettings {
     fn default() -> Self {
         SweepSettings {
-            interval: Duration::from_secs(1),
+            interval: Duration::from_millis(250),
             batch: 1000,
             stale_after: Duration::from_secs(120),
         }
     }
+}
+
+fn jobs(claimed: &[ReminderOccurrence]) -> Vec<ReminderDue> {
+    claimed
+        .iter()
+        .map(|o| ReminderDue {
+            organization_id: o.organization_id,
+            occurrence_id: o.id,
+        })
+        .collect()
+}
+
+/// Enqueues a claimed batch; if that fails, releases the claims and returns the error.
+async fn enqueue(
+    store: &Store,
+    queue: &QueueConnection,
+    claimed: &[ReminderOccurrence],
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if let Err(e) = queue.enqueue_reminders(jobs(claimed), now).await {
+        let ids: Vec<ReminderOccurrenceId> = claimed.iter().map(|o| o.id).collect();
+        if let Err(release) = store.reminder_occurrences().release_claims(&ids).await {
+            tracing::warn!(error = %release, claimed = ids.len(), "releasing reminder claims failed; the stale sweep will retry them");
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// One round; returns how many jobs were enqueued.
@@ -38,50 +72,27 @@ pub async fn sweep_once(
 ) -> anyhow::Result<usize> {
     let occurrences = store.reminder_occurrences();
     let now = Utc::now();
+    let batch = settings.batch.max(1);
     let mut enqueued = 0;
-    for occurrence in occurrences.due(now, settings.batch).await? {
-        let claimed = occurrences
-            .transition_state(
-                occurrence.organization_id,
-                occurrence.id,
-                OccurrenceState::Planned,
-                OccurrenceState::Dispatching,
-            )
-            .await?;
-        if claimed {
-            let job = ReminderDue {
-                organization_id: occurrence.organization_id,
-                occurrence_id: occurrence.id,
-            };
-            queue.enqueue_reminder(job, now).await?;
-            enqueued += 1;
+    loop {
+        let claimed = occurrences.claim_due(now, batch).await?;
+        enqueue(store, queue, &claimed, now).await?;
+        enqueued += claimed.len();
+        if (claimed.len() as u64) < batch {
+            break;
         }
     }
     let stale_before = now
         - chrono::Duration::from_std(settings.stale_after)
             .unwrap_or_else(|_| chrono::Duration::minutes(2));
-    for occurrence in occurrences
-        .stale_dispatching(stale_before, settings.batch)
-        .await?
-    {
-        // Touch it (dispatching → dispatching) so the next round does not enqueue it again.
-        let touched = occurrences
-            .transition_state(
-                occurrence.organization_id,
-                occurrence.id,
-                OccurrenceState::Dispatching,
-                OccurrenceState::Dispatching,
-            )
-            .await?;
-        if touched {
-            let job = ReminderDue {
-                organization_id: occurrence.organization_id,
-                occurrence_id: occurrence.id,
-            };
-            queue.enqueue_reminder(job, now).await?;
-            tracing::warn!(occurrence_id = %occurrence.id, "stale reminder enqueued again");
-            enqueued += 1;
-        }
+    // Touched as they are taken, so the next round does not enqueue them again.
+    let stale = occurrences
+        .claim_stale_dispatching(stale_before, batch)
+        .await?;
+    if !stale.is_empty() {
+        queue.enqueue_reminders(jobs(&stale), now).await?;
+        tracing::warn!(count = stale.len(), "stale reminders enqueued again");
+        enqueued += stale.len();
     }
     Ok(enqueued)
 }

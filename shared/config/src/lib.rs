@@ -37,6 +37,28 @@ pub struct Settings {
     pub log: LogSettings,
     pub webchat: WebChatSettings,
     pub channels: ChannelSettings,
+    pub reminders: ReminderSettings,
+}
+
+/// Reminder planning, adherence and the care team's alert mail.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReminderSettings {
+    /// How far ahead schedules are planned (default 14 days) and how often the plan is extended
+    /// (default hourly).
+    pub plan_horizon_days: u32,
+    pub plan_interval_secs: u64,
+    /// A sent reminder with no answer after this long is a missed dose (default 120 minutes).
+    pub missed_after_minutes: u32,
+    /// Missed doses in a row that alert the care team (default 3).
+    pub missed_streak: u32,
+    /// How long after its due time a typed "taken" still answers a reminder (default 720).
+    pub answer_window_minutes: u32,
+    /// How long Snooze waits (default 30 minutes).
+    pub snooze_minutes: u32,
+    /// Mail new alerts to the organization's care-team and admin staff (needs email set up).
+    pub alert_mail: bool,
+    /// The staff dashboard, linked from alert mail.
+    pub dashboard_url: Option<String>,
 }
 
 /// The patient channels, the outbox and inbound limits.
@@ -290,6 +312,13 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("channels.outbox.backoff_max_ms", "600000"),
     ("channels.limits.per_patient_per_minute", "20"),
     ("channels.limits.per_ip_per_minute", "120"),
+    ("reminders.plan_horizon_days", "14"),
+    ("reminders.plan_interval_secs", "3600"),
+    ("reminders.missed_after_minutes", "120"),
+    ("reminders.missed_streak", "3"),
+    ("reminders.answer_window_minutes", "720"),
+    ("reminders.snooze_minutes", "30"),
+    ("reminders.alert_mail", "true"),
 ];
 
 impl Settings {
@@ -365,6 +394,31 @@ impl Settings {
         }
         if self.queue.concurrency == 0 {
             return Err(invalid("queue.concurrency", "must be at least 1"));
+        }
+        let r = &self.reminders;
+        if !(1..=366).contains(&r.plan_horizon_days) {
+            return Err(invalid("reminders.plan_horizon_days", "must be 1-366"));
+        }
+        if r.plan_interval_secs == 0 {
+            return Err(invalid(
+                "reminders.plan_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=10_080).contains(&r.missed_after_minutes) {
+            return Err(invalid("reminders.missed_after_minutes", "must be 1-10080"));
+        }
+        if !(1..=100).contains(&r.missed_streak) {
+            return Err(invalid("reminders.missed_streak", "must be 1-100"));
+        }
+        if !(1..=10_080).contains(&r.answer_window_minutes) {
+            return Err(invalid(
+                "reminders.answer_window_minutes",
+                "must be 1-10080",
+            ));
+        }
+        if !(1..=1_440).contains(&r.snooze_minutes) {
+            return Err(invalid("reminders.snooze_minutes", "must be 1-1440"));
         }
         let telegram = &self.channels.telegram;
         if telegram.active_token()?.is_some() && telegram.mode == TelegramMode::Webhook {

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use careloop_core::{
-    AlertKind, ConsentState, ContentVersionId, Language, MessageDirection, MessageId,
-    MessageStatus, OrganizationId, ReadingLevel, Slug, TimeZone,
+    AdherenceKind, AlertKind, ChannelKind, ConsentState, ContentVersionId, Language,
+    MessageDirection, MessageId, MessageStatus, OrganizationId, ReadingLevel, Slug, TimeZone,
 };
 use careloop_llm_api::{ChatMessage, GenerationEvent, GenerationRequest, LlmError, LlmService};
 use careloop_store::{
@@ -48,6 +48,8 @@ pub struct EngineSettings {
     pub default_timezone: TimeZone,
     /// How long a loaded library is used before it is read from the store again (default 5 min).
     pub library_ttl: Duration,
+    /// How typed answers to reminders ("taken", "tomé") are read.
+    pub adherence: careloop_adherence::AdherencePolicy,
 }
 
 impl Default for EngineSettings {
@@ -61,6 +63,7 @@ impl Default for EngineSettings {
             passages: 2,
             default_timezone: TimeZone::UTC,
             library_ttl: Duration::from_secs(300),
+            adherence: careloop_adherence::AdherencePolicy::default(),
         }
     }
 }
@@ -318,6 +321,11 @@ impl ConversationEngine {
         self.reload_library(org).await
     }
 
+    /// The settings the engine was built with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
     /// Reads the approved content again now (after a review decision).
     pub async fn reload_library(&self, org: OrganizationId) -> Result<Arc<Library>, StoreError> {
         let approved = self.store.content().list_approved(org).await?;
@@ -398,6 +406,25 @@ impl ConversationEngine {
         // 3. Safety triage before any model call, in every language.
         let triage = triage::triage(&self.lexicons, &text, patient.language);
         let opted_out = patient.consent == ConsentState::Withdrawn || patient.is_opted_out(channel);
+        // A typed answer to a reminder ("taken", "tomé", "أخذت"), when one is waiting for it;
+        // otherwise the words are an ordinary message.
+        let reminder_answer =
+            match commands::reminder_reply(&self.lexicons, &text, patient.language) {
+                Some(kind)
+                    if command.is_none() && triage.is_ordinary() && !opted_out && !is_new =>
+                {
+                    careloop_adherence::open_reminder(
+                        &self.store,
+                        org,
+                        patient.id,
+                        chrono::Utc::now(),
+                        &self.settings.adherence,
+                    )
+                    .await?
+                    .map(|occ| (kind, occ))
+                }
+                _ => None,
+            };
 
         if let Some((command, _)) = command.filter(|_| triage.is_ordinary()) {
             stage = "command";
@@ -563,6 +590,10 @@ impl ConversationEngine {
                 kept,
                 &[("language", native_name(kept))],
             );
+        } else if let Some((kind, occurrence)) = reminder_answer {
+            stage = "adherence";
+            self.answer_reminder(&lib, &mut out, &patient, channel, kind, &occurrence)
+                .await?;
         } else if matches!(inbound.content, InboundContent::Greeting) {
             stage = "greeting";
             if patient.consent == ConsentState::Pending {
@@ -796,6 +827,58 @@ impl ConversationEngine {
                 false
             }
         }
+    }
+
+    /// Records a typed answer to the patient's open reminder and confirms it with the approved
+    /// `adherence-*` template (the same rules as a pressed button: `careloop_adherence`).
+    async fn answer_reminder(
+        &self,
+        lib: &Library,
+        out: &mut Composed,
+        patient: &Patient,
+        channel: ChannelKind,
+        kind: AdherenceKind,
+        occurrence: &careloop_store::ReminderOccurrence,
+    ) -> Result<(), ConversationError> {
+        let org = patient.organization_id;
+        let answered = careloop_adherence::answer(
+            &self.store,
+            org,
+            patient.id,
+            careloop_adherence::Answer {
+                occurrence: occurrence.id,
+                kind,
+                channel: Some(channel),
+                at: chrono::Utc::now(),
+            },
+            &self.settings.adherence,
+        )
+        .await?;
+        let medicine = match occurrence.schedule_id {
+            Some(id) => self
+                .store
+                .medication_schedules()
+                .get(org, id)
+                .await?
+                .map(|s| s.medicine_name.as_str().to_owned()),
+            None => None,
+        }
+        .unwrap_or_default();
+        let key = match kind {
+            AdherenceKind::Taken => "adherence-taken",
+            AdherenceKind::Skipped => "adherence-skipped",
+            AdherenceKind::Snoozed | AdherenceKind::Missed => "adherence-snoozed",
+        };
+        self.template(lib, out, key, patient.language, &[("medicine", &medicine)]);
+        out.checks.insert(
+            "adherence".into(),
+            json!({
+                "occurrence_id": occurrence.id.to_string(),
+                "kind": kind.as_str(),
+                "repeated": matches!(answered, careloop_adherence::Answered::Repeated(_)),
+            }),
+        );
+        Ok(())
     }
 
     async fn alert(

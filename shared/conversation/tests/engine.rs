@@ -662,3 +662,142 @@ async fn the_reply_is_held_in_the_outbox_with_the_channel_data() {
     let held = stored.next_attempt_at.unwrap() - stored.created_at;
     assert!(held > chrono::Duration::seconds(55), "{held}");
 }
+
+#[tokio::test]
+async fn a_typed_answer_to_a_reminder_is_recorded_in_any_language_and_otherwise_is_a_question() {
+    let h = Harness::new(scripted(GOOD_EN)).await;
+    let patient = h
+        .patient(320, Language::Spanish, ReadingLevel::Easy, "type2_diabetes")
+        .await;
+    // "taken" with no reminder waiting is just a message: it is not an answer to anything.
+    let reply = h.ask(320, "tomé").await;
+    assert_ne!(
+        reply
+            .provenance
+            .checks
+            .get("stage")
+            .and_then(|v| v.as_str()),
+        Some("adherence")
+    );
+
+    let schedule = h
+        .store
+        .medication_schedules()
+        .create(
+            h.org,
+            careloop_store::NewMedicationSchedule {
+                patient_id: patient.id,
+                medicine_name: "Metformina".parse().unwrap(),
+                dose_text: "500 mg con la cena".parse().unwrap(),
+                rrule: "FREQ=DAILY;BYHOUR=20;BYMINUTE=0".parse().unwrap(),
+                timezone: patient.timezone,
+                starts_on: chrono::Utc::now().date_naive(),
+                ends_on: None,
+                quiet_hours_policy: careloop_core::QuietHoursPolicy::Delay,
+                channels: vec![careloop_core::ChannelKind::Telegram],
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    let occurrence = h
+        .store
+        .reminder_occurrences()
+        .insert_if_absent(
+            h.org,
+            careloop_store::NewReminderOccurrence {
+                schedule_id: Some(schedule.id),
+                campaign_id: None,
+                patient_id: patient.id,
+                due_at: chrono::Utc::now() - chrono::TimeDelta::minutes(10),
+                idempotency_key: "typed-answer".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    h.store
+        .reminder_occurrences()
+        .set_state(h.org, occurrence.id, careloop_core::OccurrenceState::Sent)
+        .await
+        .unwrap();
+
+    let calls = h.model_calls();
+    let reply = h.ask(320, "Ya la tomé").await;
+    assert_eq!(
+        reply
+            .provenance
+            .checks
+            .get("stage")
+            .and_then(|v| v.as_str()),
+        Some("adherence")
+    );
+    assert_eq!(template_key(&reply).as_deref(), Some("adherence-taken"));
+    assert!(reply.text.contains("Metformina"), "{}", reply.text);
+    assert_eq!(h.model_calls(), calls, "no model call for an answer");
+    let events = h
+        .store
+        .adherence_events()
+        .list_for_patient(h.org, patient.id)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].occurrence_id, Some(occurrence.id));
+    assert_eq!(events[0].kind, careloop_core::AdherenceKind::Taken);
+    assert_eq!(
+        events[0].source_channel,
+        Some(careloop_core::ChannelKind::Telegram)
+    );
+
+    // Answered now: the same words again are not a second answer.
+    let reply = h.ask(320, "tomé").await;
+    assert_ne!(
+        reply
+            .provenance
+            .checks
+            .get("stage")
+            .and_then(|v| v.as_str()),
+        Some("adherence")
+    );
+    assert_eq!(
+        h.store
+            .adherence_events()
+            .list_for_patient(h.org, patient.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn reminder_keywords_are_understood_in_every_language() {
+    let lexicons =
+        careloop_conversation::lexicon::Lexicons::load_dir(&common::repo().join("content/safety"))
+            .unwrap();
+    use careloop_core::AdherenceKind::{Skipped, Snoozed, Taken};
+    for (text, language, kind) in [
+        ("taken", Language::English, Taken),
+        ("tomé", Language::Spanish, Taken),
+        ("pris", Language::French, Taken),
+        ("genommen", Language::German, Taken),
+        ("tomei", Language::Portuguese, Taken),
+        ("أخذت", Language::Arabic, Taken),
+        ("skip", Language::English, Skipped),
+        ("plus tard", Language::French, Snoozed),
+    ] {
+        assert_eq!(
+            careloop_conversation::commands::reminder_reply(&lexicons, text, language),
+            Some(kind),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        careloop_conversation::commands::reminder_reply(
+            &lexicons,
+            "what is insulin",
+            Language::English
+        ),
+        None
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::{path::Path, time::Duration};
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::{BackendExt, IntervalStrategy, PollWith, TaskBuilder, TaskSink};
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use careloop_config::QueueBackend;
@@ -21,6 +21,18 @@ pub struct ReminderDue {
     pub organization_id: OrganizationId,
     pub occurrence_id: ReminderOccurrenceId,
 }
+
+/// How often a worker tells the queue it is alive, and how many beats it may miss before the
+/// jobs it had fetched go back to the queue for another worker (apalis's own recovery: 30 s).
+/// apalis-redis's default would wait 5 minutes after a crash.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const MISSED_HEARTBEATS: usize = 3;
+
+/// An idle worker looks for new jobs this often (apalis otherwise waits for its next heartbeat).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Jobs a worker fetches at once.
+const FETCH_BATCH: usize = 32;
 
 /// Queue names are stable strings (`<namespace>.reminder_due`), not Rust type paths, so renaming a
 /// type never strands jobs, and deployments sharing one Redis keep apart by namespace.
@@ -144,16 +156,44 @@ impl QueueConnection {
         }
     }
 
-    /// The SQLite storage for reminder jobs (for building workers).
+    /// The SQLite storage for reminder jobs.
     pub fn sqlite_reminders(&self, pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
-        SqliteStorage::new(pool)
-            .with_config(apalis_sqlite::Config::default().queue(self.reminder_queue()))
+        SqliteStorage::new(pool).with_config(
+            apalis_sqlite::Config::default()
+                .queue(self.reminder_queue())
+                .batch_size(FETCH_BATCH)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS),
+        )
     }
 
-    /// The Redis storage for reminder jobs (for building workers).
+    /// The Redis storage for reminder jobs.
     pub fn redis_reminders(&self, conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
-        RedisStorage::new(conn.clone())
-            .with_config(apalis_redis::Config::default().queue(self.reminder_queue()))
+        RedisStorage::new(conn.clone()).with_config(
+            apalis_redis::Config::default()
+                .queue(self.reminder_queue())
+                .batch_size(FETCH_BATCH)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS),
+        )
+    }
+
+    /// The SQLite storage for a reminder worker: as [`Self::sqlite_reminders`], and an idle
+    /// worker looks for jobs every 100 ms.
+    pub fn sqlite_reminder_worker(
+        &self,
+        pool: &SqlitePool,
+    ) -> PollWith<SqliteStorage<ReminderDue>, IntervalStrategy> {
+        self.sqlite_reminders(pool).poll_with_interval(IDLE_POLL)
+    }
+
+    /// The Redis storage for a reminder worker: as [`Self::redis_reminders`], and an idle worker
+    /// looks for jobs every 100 ms.
+    pub fn redis_reminder_worker(
+        &self,
+        conn: &ConnectionManager,
+    ) -> PollWith<RedisStorage<ReminderDue>, IntervalStrategy> {
+        self.redis_reminders(conn).poll_with_interval(IDLE_POLL)
     }
 
     /// Enqueues a reminder to run at `due` (at once when `due` has passed).
@@ -162,17 +202,33 @@ impl QueueConnection {
         job: ReminderDue,
         due: DateTime<Utc>,
     ) -> Result<(), QueueError> {
+        self.enqueue_reminders(vec![job], due).await
+    }
+
+    /// Enqueues reminders to run at `due` (at once when `due` has passed) in one write: one
+    /// transaction on SQLite, one script call on Redis. Either all are enqueued or none.
+    pub async fn enqueue_reminders(
+        &self,
+        jobs: Vec<ReminderDue>,
+        due: DateTime<Utc>,
+    ) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        let task = TaskBuilder::new(job).run_after(delay).build();
+        let tasks = futures::stream::iter(
+            jobs.into_iter()
+                .map(|job| TaskBuilder::new(job).run_after(delay).build()),
+        );
         let pushed = match &self.storage {
             QueueStorage::Sqlite(pool) => self
                 .sqlite_reminders(pool)
-                .push_task(task)
+                .push_all(tasks)
                 .await
                 .map_err(|e| e.to_string()),
             QueueStorage::Redis(conn) => self
                 .redis_reminders(conn)
-                .push_task(task)
+                .push_all(tasks)
                 .await
                 .map_err(|e| e.to_string()),
         };

@@ -299,6 +299,27 @@ pub mod reminder_occurrences {
         pub message_id: Option<Uuid>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub campaign_step: Option<i32>,
+        pub slot_at: Option<DateTimeUtc>,
+        pub reason: Option<String>,
+    }
+
+    no_relations!();
+}
+
+pub mod patient_dates {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "patient_dates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub patient_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub organization_id: Uuid,
+        pub date: Date,
+        pub updated_at: DateTimeUtc,
     }
 
     no_relations!();
@@ -380,6 +401,7 @@ pub mod alerts {
         pub created_at: DateTimeUtc,
         pub acknowledged_at: Option<DateTimeUtc>,
         pub acknowledged_by: Option<Uuid>,
+        pub notified_at: Option<DateTimeUtc>,
     }
 
     no_relations!();

@@ -16,7 +16,12 @@ pub use error::{StoreError, StoreResult};
 pub use repos::{
     adherence::{AdherenceEvent, AdherenceEvents, NewAdherenceEvent},
     alerts::{Alert, Alerts, NewAlert},
+    audience::{Audience, AudienceMember},
     audit::{Actor, AuditEntry, AuditLog, NewAuditEntry},
+    campaign_occurrences::{
+        CampaignOccurrenceChange, CampaignOccurrences, NewCampaignOccurrence, PAUSED, StepCount,
+        StepMessageCount,
+    },
     campaigns::{Campaign, Campaigns, NewCampaign},
     channels::{ChannelAddress, ChannelIdentities, ChannelIdentity},
     conditions::{Condition, Conditions},
@@ -32,8 +37,11 @@ pub use repos::{
     occurrences::{NewReminderOccurrence, ReminderOccurrence, ReminderOccurrences},
     organizations::{Organization, Organizations},
     outbox::{Outbox, OutboxItem},
+    patient_dates::PatientDates,
     patients::{ChannelOptOut, NewPatient, Patient, PatientPreferences, Patients},
-    schedules::{MedicationSchedule, MedicationSchedules, NewMedicationSchedule},
+    schedules::{
+        MedicationSchedule, MedicationScheduleChanges, MedicationSchedules, NewMedicationSchedule,
+    },
     staff::{NewStaffUser, StaffUser, StaffUsers},
 };
 pub use store::Store;

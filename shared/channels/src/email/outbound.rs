@@ -148,6 +148,44 @@ impl EmailChannel {
         url
     }
 
+    /// Sends a plain-text notice to staff (an alert for the care team) through the same relay,
+    /// from the same sender. Staff notices carry ids and categories, never a patient's words.
+    pub async fn send_notice(
+        &self,
+        to: &[careloop_core::EmailAddress],
+        subject: &str,
+        text: &str,
+    ) -> Result<(), SendError> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(subject)
+            .header(lettre::message::header::ContentType::TEXT_PLAIN);
+        let mut any = false;
+        for address in to {
+            if let Ok(address) = address.as_str().parse::<Address>() {
+                builder = builder.to(Mailbox::new(None, address));
+                any = true;
+            }
+        }
+        if !any {
+            return Err(SendError::Permanent {
+                reason: "no usable recipient address".to_owned(),
+            });
+        }
+        let email = builder
+            .body(text.to_owned())
+            .map_err(|e| SendError::Permanent {
+                reason: format!("the notice could not be built: {e}"),
+            })?;
+        let sent = tokio::time::timeout(self.settings.send_timeout(), self.transport.send(email))
+            .await
+            .map_err(|_| SendError::Transient {
+                reason: "the SMTP relay did not finish in time".to_owned(),
+                retry_after: None,
+            })?;
+        sent.map(|_| ()).map_err(|e| classify_smtp_error(&e))
+    }
+
     /// Builds the MIME message for `message`; what [`Channel::send`] hands to the relay.
     pub fn build_message(&self, message: &OutboundMessage) -> Result<Message, SendError> {
         let ChannelAddress::Email(to) = &message.address else {

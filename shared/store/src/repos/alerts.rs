@@ -2,10 +2,10 @@ use careloop_core::{AlertId, AlertKind, MessageId, OrganizationId, PatientId, St
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, sea_query::Expr,
 };
 
-use crate::convert::{now, parse};
+use crate::convert::{micros, now, parse};
 use crate::entities::alerts::{ActiveModel, Column, Entity, Model};
 use crate::repos::audit::{Actor, NewAuditEntry, append_in};
 use crate::repos::ensure_patient;
@@ -29,6 +29,8 @@ pub struct Alert {
     pub created_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub acknowledged_by: Option<StaffUserId>,
+    /// When the care team was mailed about it (or a notifier claimed it for mailing).
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,7 @@ impl TryFrom<Model> for Alert {
             created_at: m.created_at,
             acknowledged_at: m.acknowledged_at,
             acknowledged_by: m.acknowledged_by.map(StaffUserId::from_uuid),
+            notified_at: m.notified_at,
         })
     }
 }
@@ -79,6 +82,7 @@ impl Alerts<'_> {
             created_at: Set(now()),
             acknowledged_at: Set(None),
             acknowledged_by: Set(None),
+            notified_at: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -145,5 +149,61 @@ impl Alerts<'_> {
             .into_iter()
             .map(Alert::try_from)
             .collect()
+    }
+
+    /// Alerts of every organization raised at or after `since` that no notifier has claimed,
+    /// oldest first, at most `limit`. For the alert mailer (a system job): claim each with
+    /// [`Self::claim_notification`] and scope further work to its organization.
+    pub async fn unnotified(
+        &self,
+        since: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        Entity::find()
+            .filter(Column::NotifiedAt.is_null())
+            .filter(Column::CreatedAt.gte(micros(since)))
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(self.store.connection())
+            .await?
+            .into_iter()
+            .map(Alert::try_from)
+            .collect()
+    }
+
+    /// Marks the alert as being mailed, if no other notifier did; `Ok(false)` if one did.
+    pub async fn claim_notification(
+        &self,
+        org: OrganizationId,
+        id: AlertId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let res = Entity::update_many()
+            .col_expr(Column::NotifiedAt, Expr::value(Some(micros(at))))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .filter(Column::OrganizationId.eq(org.as_uuid()))
+            .filter(Column::NotifiedAt.is_null())
+            .exec(self.store.connection())
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Gives a claimed notification back (the mail could not be sent), so a later round retries.
+    pub async fn release_notification(
+        &self,
+        org: OrganizationId,
+        id: AlertId,
+    ) -> Result<(), StoreError> {
+        Entity::update_many()
+            .col_expr(
+                Column::NotifiedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::Id.eq(id.as_uuid()))
+            .filter(Column::OrganizationId.eq(org.as_uuid()))
+            .exec(self.store.connection())
+            .await?;
+        Ok(())
     }
 }

@@ -126,6 +126,50 @@ impl Campaigns<'_> {
             .collect()
     }
 
+    /// The organization's campaigns in any of `states`, oldest first.
+    pub async fn list_in_states(
+        &self,
+        org: OrganizationId,
+        states: &[CampaignState],
+    ) -> Result<Vec<Campaign>, StoreError> {
+        Entity::find()
+            .filter(Column::OrganizationId.eq(org.as_uuid()))
+            .filter(Column::State.is_in(states.iter().map(|s| s.as_str())))
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .all(self.store.connection())
+            .await?
+            .into_iter()
+            .map(Campaign::try_from)
+            .collect()
+    }
+
+    /// Moves the campaign `from` → `to` only if it is still in `from`; `Ok(false)` if it was not
+    /// (someone else changed it first). `NotFound` if there is no such campaign.
+    pub async fn transition_state(
+        &self,
+        org: OrganizationId,
+        id: CampaignId,
+        from: CampaignState,
+        to: CampaignState,
+    ) -> Result<bool, StoreError> {
+        let res = Entity::update_many()
+            .col_expr(Column::State, Expr::value(to.as_str()))
+            .col_expr(Column::UpdatedAt, Expr::value(now()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .filter(Column::OrganizationId.eq(org.as_uuid()))
+            .filter(Column::State.eq(from.as_str()))
+            .exec(self.store.connection())
+            .await?;
+        if res.rows_affected == 1 {
+            return Ok(true);
+        }
+        self.get(org, id)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "campaign" })
+            .map(|_| false)
+    }
+
     /// Sets the campaign's state; which moves are allowed is the campaign engine's decision.
     pub async fn set_state(
         &self,

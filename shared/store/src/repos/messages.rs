@@ -288,71 +288,10 @@ impl Messages<'_> {
         org: OrganizationId,
         new: NewMessage,
     ) -> Result<Inserted<Message>, StoreError> {
-        if new.body.is_empty() {
-            return Err(careloop_core::ParseError::new("body", "must not be empty").into());
-        }
         let txn = self.store.begin_write().await?;
-        let conversation = conversation_in(&txn, org, new.conversation_id)
-            .await?
-            .ok_or(StoreError::NotFound {
-                entity: "conversation",
-            })?;
-        let at = now();
-        let id = MessageId::new();
-        let key = new.idempotency_key.clone();
-        let insert = messages::Entity::insert(messages::ActiveModel {
-            id: Set(id.as_uuid()),
-            organization_id: Set(org.as_uuid()),
-            conversation_id: Set(conversation.id),
-            patient_id: Set(conversation.patient_id),
-            direction: Set(new.direction.as_str().to_owned()),
-            channel: Set(conversation.channel.clone()),
-            status: Set(new.status.as_str().to_owned()),
-            body: Set(new.body),
-            language: Set(new.language.map(|l| l.to_string())),
-            idempotency_key: Set(new.idempotency_key),
-            provenance: Set(new.provenance.as_ref().map(to_json)),
-            failure_reason: Set(None),
-            created_at: Set(at),
-            updated_at: Set(at),
-            attempts: Set(0),
-            next_attempt_at: Set(new.hold_until.map(micros)),
-            delivery_meta: Set(new.delivery_meta),
-            provider_message_id: Set(None),
-        })
-        .on_conflict_do_nothing_on([messages::Column::IdempotencyKey])
-        .exec_without_returning(&txn)
-        .await?;
-        let inserted = matches!(insert, sea_orm::TryInsertResult::Inserted(n) if n > 0);
-        if !inserted {
-            let existing = match &key {
-                Some(k) => message_by_key(&txn, k).await?,
-                None => None,
-            };
-            txn.commit().await?;
-            return match existing {
-                Some(m) if m.organization_id == org.as_uuid() => {
-                    tracing::debug!(organization_id = %org, message_id = %m.id, "duplicate message ignored");
-                    Ok(Inserted::Duplicate(Message::try_from(m)?))
-                }
-                Some(_) => Err(StoreError::Conflict {
-                    what: "idempotency key used by another organization",
-                }),
-                None => Err(StoreError::NotFound { entity: "message" }),
-            };
-        }
-        conversations::Entity::update_many()
-            .col_expr(conversations::Column::LastMessageAt, Expr::value(at))
-            .filter(conversations::Column::Id.eq(conversation.id))
-            .exec(&txn)
-            .await?;
-        let model = messages::Entity::find_by_id(id.as_uuid())
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound { entity: "message" })?;
+        let appended = append_in(&txn, org, new).await?;
         txn.commit().await?;
-        tracing::debug!(organization_id = %org, message_id = %id, "message appended");
-        Ok(Inserted::New(Message::try_from(model)?))
+        Ok(appended)
     }
 
     /// Sets a message's delivery status (and why it failed, if it did).
@@ -441,4 +380,75 @@ impl Messages<'_> {
         rows.reverse();
         rows.into_iter().map(Message::try_from).collect()
     }
+}
+
+/// [`Messages::append_message`] inside the caller's write transaction, so that a message and
+/// what it settles (a reminder's occurrence, its audit entry) commit together.
+pub(crate) async fn append_in<C: ConnectionTrait>(
+    txn: &C,
+    org: OrganizationId,
+    new: NewMessage,
+) -> Result<Inserted<Message>, StoreError> {
+    if new.body.is_empty() {
+        return Err(careloop_core::ParseError::new("body", "must not be empty").into());
+    }
+    let conversation = conversation_in(txn, org, new.conversation_id)
+        .await?
+        .ok_or(StoreError::NotFound {
+            entity: "conversation",
+        })?;
+    let at = now();
+    let id = MessageId::new();
+    let key = new.idempotency_key.clone();
+    let insert = messages::Entity::insert(messages::ActiveModel {
+        id: Set(id.as_uuid()),
+        organization_id: Set(org.as_uuid()),
+        conversation_id: Set(conversation.id),
+        patient_id: Set(conversation.patient_id),
+        direction: Set(new.direction.as_str().to_owned()),
+        channel: Set(conversation.channel.clone()),
+        status: Set(new.status.as_str().to_owned()),
+        body: Set(new.body),
+        language: Set(new.language.map(|l| l.to_string())),
+        idempotency_key: Set(new.idempotency_key),
+        provenance: Set(new.provenance.as_ref().map(to_json)),
+        failure_reason: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        attempts: Set(0),
+        next_attempt_at: Set(new.hold_until.map(micros)),
+        delivery_meta: Set(new.delivery_meta),
+        provider_message_id: Set(None),
+    })
+    .on_conflict_do_nothing_on([messages::Column::IdempotencyKey])
+    .exec_without_returning(txn)
+    .await?;
+    let inserted = matches!(insert, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+    if !inserted {
+        let existing = match &key {
+            Some(k) => message_by_key(txn, k).await?,
+            None => None,
+        };
+        return match existing {
+            Some(m) if m.organization_id == org.as_uuid() => {
+                tracing::debug!(organization_id = %org, message_id = %m.id, "duplicate message ignored");
+                Ok(Inserted::Duplicate(Message::try_from(m)?))
+            }
+            Some(_) => Err(StoreError::Conflict {
+                what: "idempotency key used by another organization",
+            }),
+            None => Err(StoreError::NotFound { entity: "message" }),
+        };
+    }
+    conversations::Entity::update_many()
+        .col_expr(conversations::Column::LastMessageAt, Expr::value(at))
+        .filter(conversations::Column::Id.eq(conversation.id))
+        .exec(txn)
+        .await?;
+    let model = messages::Entity::find_by_id(id.as_uuid())
+        .one(txn)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "message" })?;
+    tracing::debug!(organization_id = %org, message_id = %id, "message appended");
+    Ok(Inserted::New(Message::try_from(model)?))
 }

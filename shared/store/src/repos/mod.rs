@@ -3,7 +3,9 @@
 
 pub mod adherence;
 pub mod alerts;
+pub mod audience;
 pub mod audit;
+pub mod campaign_occurrences;
 pub mod campaigns;
 pub mod channels;
 pub mod conditions;
@@ -17,6 +19,7 @@ pub mod messages;
 pub mod occurrences;
 pub mod organizations;
 pub mod outbox;
+pub mod patient_dates;
 pub mod patients;
 pub mod schedules;
 pub mod staff;
@@ -56,6 +59,15 @@ impl Store {
     }
     pub fn campaigns(&self) -> campaigns::Campaigns<'_> {
         campaigns::Campaigns { store: self }
+    }
+    pub fn campaign_occurrences(&self) -> campaign_occurrences::CampaignOccurrences<'_> {
+        campaign_occurrences::CampaignOccurrences { store: self }
+    }
+    pub fn patient_dates(&self) -> patient_dates::PatientDates<'_> {
+        patient_dates::PatientDates { store: self }
+    }
+    pub fn audience(&self) -> audience::Audience<'_> {
+        audience::Audience { store: self }
     }
     pub fn delivery_attempts(&self) -> deliveries::DeliveryAttempts<'_> {
         deliveries::DeliveryAttempts { store: self }

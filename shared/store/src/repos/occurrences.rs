@@ -8,7 +8,7 @@ use sea_orm::{
     QuerySelect, sea_query::Expr,
 };
 
-use crate::convert::{micros, now, parse, required_text};
+use crate::convert::{micros, non_negative_u32, now, parse, required_text};
 use crate::entities::{campaigns, medication_schedules, messages, reminder_occurrences as occ};
 use crate::repos::{ensure_patient, updated_one};
 use crate::{Inserted, Store, StoreError};
@@ -29,6 +29,13 @@ pub struct ReminderOccurrence {
     pub message_id: Option<MessageId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A campaign occurrence's step (its index in the campaign's steps).
+    pub campaign_step: Option<u32>,
+    /// A campaign occurrence's own time for the patient; `due_at` is this or later when the
+    /// campaign's fan-out was paced.
+    pub slot_at: Option<DateTime<Utc>>,
+    /// Why a campaign occurrence is skipped or cancelled (`no_template`, `paused`, …).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +64,12 @@ impl TryFrom<occ::Model> for ReminderOccurrence {
             message_id: m.message_id.map(MessageId::from_uuid),
             created_at: m.created_at,
             updated_at: m.updated_at,
+            campaign_step: m
+                .campaign_step
+                .map(|s| non_negative_u32(TABLE, "campaign_step", s))
+                .transpose()?,
+            slot_at: m.slot_at,
+            reason: m.reason,
         })
     }
 }
@@ -117,6 +130,9 @@ impl ReminderOccurrences<'_> {
             message_id: Set(None),
             created_at: Set(at),
             updated_at: Set(at),
+            campaign_step: Set(None),
+            slot_at: Set(None),
+            reason: Set(None),
         })
         .on_conflict_do_nothing_on([occ::Column::IdempotencyKey])
         .exec_without_returning(&txn)
@@ -357,5 +373,190 @@ impl ReminderOccurrences<'_> {
         updated_one(res.rows_affected, "reminder occurrence")?;
         txn.commit().await?;
         Ok(())
+    }
+}
+
+/// Batch claims for the due sweeper: one transaction per batch instead of a round trip per
+/// occurrence.
+impl ReminderOccurrences<'_> {
+    /// Claims up to `limit` `Planned` occurrences due at or before `now`, of every organization,
+    /// earliest first, moving them to `Dispatching`. Two sweepers never claim the same one (the
+    /// batch is read and moved in one write transaction; PostgreSQL skips rows another claim holds,
+    /// SQLite's write lock serializes claims). For the sweeper, which enqueues a job for each;
+    /// scope all further work to each one's `organization_id`.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        self.claim_batch(
+            OccurrenceState::Planned,
+            occ::Column::DueAt.lte(micros(now)),
+            occ::Column::DueAt,
+            limit,
+        )
+        .await
+    }
+
+    /// Takes up to `limit` occurrences left in `Dispatching` since before `before` (their job was
+    /// lost, or is waiting in a long queue), oldest first, and touches them (`updated_at` = now)
+    /// so that the next round does not take them again. For the sweeper, which enqueues them again.
+    pub async fn claim_stale_dispatching(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        self.claim_batch(
+            OccurrenceState::Dispatching,
+            occ::Column::UpdatedAt.lt(micros(before)),
+            occ::Column::UpdatedAt,
+            limit,
+        )
+        .await
+    }
+
+    /// Moves claimed occurrences that could not be enqueued back from `Dispatching` to `Planned`
+    /// (those still dispatching), so the next sweep takes them at once instead of after the stale
+    /// delay; returns how many moved. Like the claims, this works across organizations on the
+    /// claimer's own rows.
+    pub async fn release_claims(
+        &self,
+        claimed: &[ReminderOccurrenceId],
+    ) -> Result<u64, StoreError> {
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let res = occ::Entity::update_many()
+            .col_expr(
+                occ::Column::State,
+                Expr::value(OccurrenceState::Planned.as_str()),
+            )
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.is_in(claimed.iter().map(|id| id.as_uuid())))
+            .filter(occ::Column::State.eq(OccurrenceState::Dispatching.as_str()))
+            .exec(self.store.connection())
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Moves `from` → `to` only if the occurrence is still in `from`, recording `message` (the
+    /// one it was sent as, which must belong to the organization) when given, and appends `audit`
+    /// in the same transaction: the change and its audit entry commit together or not at all.
+    /// `Ok(false)`, with nothing written, when it was not in `from` (another worker got there
+    /// first) or the message is not the organization's.
+    pub async fn transition_audited(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+        from: OccurrenceState,
+        to: OccurrenceState,
+        message: Option<MessageId>,
+        audit: crate::NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        let txn = self.store.begin_write().await?;
+        let mut update = occ::Entity::update_many()
+            .col_expr(occ::Column::State, Expr::value(to.as_str()))
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.eq(id.as_uuid()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(occ::Column::State.eq(from.as_str()));
+        if let Some(message) = message {
+            update = update
+                .col_expr(occ::Column::MessageId, Expr::value(Some(message.as_uuid())))
+                .filter(Expr::exists(
+                    sea_orm::sea_query::Query::select()
+                        .column(messages::Column::Id)
+                        .from(messages::Entity)
+                        .and_where(messages::Column::Id.eq(message.as_uuid()))
+                        .and_where(messages::Column::OrganizationId.eq(org.as_uuid()))
+                        .to_owned(),
+                ));
+        }
+        let moved = update.exec(&txn).await?.rows_affected == 1;
+        if moved {
+            crate::repos::audit::append_in(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        Ok(moved)
+    }
+
+    /// Stores the reminder's outbound message (or finds it by its idempotency key, when an
+    /// earlier attempt stored it) and moves the occurrence `from` → `Sent` with that message, with
+    /// `audit`, all in one transaction. Returns the message and whether the occurrence moved
+    /// (`false`: another worker settled it first; the message is then the one it stored).
+    pub async fn send_as(
+        &self,
+        org: OrganizationId,
+        id: ReminderOccurrenceId,
+        from: OccurrenceState,
+        message: crate::NewMessage,
+        audit: crate::NewAuditEntry,
+    ) -> Result<(Inserted<crate::Message>, bool), StoreError> {
+        let txn = self.store.begin_write().await?;
+        let stored = crate::repos::messages::append_in(&txn, org, message).await?;
+        let res = occ::Entity::update_many()
+            .col_expr(
+                occ::Column::State,
+                Expr::value(OccurrenceState::Sent.as_str()),
+            )
+            .col_expr(
+                occ::Column::MessageId,
+                Expr::value(Some(stored.get().id.as_uuid())),
+            )
+            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+            .filter(occ::Column::Id.eq(id.as_uuid()))
+            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .filter(occ::Column::State.eq(from.as_str()))
+            .exec(&txn)
+            .await?;
+        let moved = res.rows_affected == 1;
+        if moved {
+            crate::repos::audit::append_in(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        Ok((stored, moved))
+    }
+
+    async fn claim_batch(
+        &self,
+        from: OccurrenceState,
+        due: sea_orm::sea_query::SimpleExpr,
+        order: occ::Column,
+        limit: u64,
+    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
+        use sea_orm::sea_query::{LockBehavior, LockType};
+        let txn = self.store.begin_write().await?;
+        let models = occ::Entity::find()
+            .filter(occ::Column::State.eq(from.as_str()))
+            .filter(due)
+            .order_by_asc(order)
+            .order_by_asc(occ::Column::Id)
+            .limit(limit)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&txn)
+            .await?;
+        if models.is_empty() {
+            txn.commit().await?;
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let to = OccurrenceState::Dispatching;
+        // The rows are locked (PostgreSQL) or the database is (SQLite): all of them move.
+        occ::Entity::update_many()
+            .col_expr(occ::Column::State, Expr::value(to.as_str()))
+            .col_expr(occ::Column::UpdatedAt, Expr::value(at))
+            .filter(occ::Column::Id.is_in(models.iter().map(|m| m.id)))
+            .filter(occ::Column::State.eq(from.as_str()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        models
+            .into_iter()
+            .map(|mut m| {
+                m.state = to.as_str().to_owned();
+                m.updated_at = at;
+                ReminderOccurrence::try_from(m)
+            })
+            .collect()
     }
 }

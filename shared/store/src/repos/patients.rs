@@ -79,7 +79,10 @@ pub struct PatientPreferences {
     pub quiet_hours: Option<QuietHours>,
 }
 
-fn to_patient(m: patients::Model, mut opt_outs: Vec<ChannelOptOut>) -> Result<Patient, StoreError> {
+pub(crate) fn to_patient(
+    m: patients::Model,
+    mut opt_outs: Vec<ChannelOptOut>,
+) -> Result<Patient, StoreError> {
     opt_outs.sort_by_key(|o| o.channel.as_str());
     Ok(Patient {
         id: PatientId::from_uuid(m.id),
@@ -98,7 +101,7 @@ fn to_patient(m: patients::Model, mut opt_outs: Vec<ChannelOptOut>) -> Result<Pa
     })
 }
 
-fn to_opt_out(m: &opt_outs::Model) -> Result<ChannelOptOut, StoreError> {
+pub(crate) fn to_opt_out(m: &opt_outs::Model) -> Result<ChannelOptOut, StoreError> {
     Ok(ChannelOptOut {
         channel: parse(OPT_OUTS, "channel", &m.channel)?,
         opted_out_at: m.opted_out_at,

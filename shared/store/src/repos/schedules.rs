@@ -51,6 +51,35 @@ pub struct NewMedicationSchedule {
     pub created_by: Option<StaffUserId>,
 }
 
+/// A change to a schedule: what the care team edited (`None`: unchanged). The patient and the
+/// creator never change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MedicationScheduleChanges {
+    pub medicine_name: Option<MedicineName>,
+    pub dose_text: Option<DoseText>,
+    pub rrule: Option<RecurrenceRule>,
+    pub timezone: Option<TimeZone>,
+    pub starts_on: Option<NaiveDate>,
+    /// `Some(None)` removes the end date.
+    pub ends_on: Option<Option<NaiveDate>>,
+    pub quiet_hours_policy: Option<QuietHoursPolicy>,
+    pub channels: Option<Vec<ChannelKind>>,
+    pub active: Option<bool>,
+}
+
+fn unique_channels(channels: &[ChannelKind]) -> Result<Vec<&'static str>, StoreError> {
+    if channels.is_empty() {
+        return Err(careloop_core::ParseError::new("channels", "must name a channel").into());
+    }
+    let mut out: Vec<&'static str> = Vec::new();
+    for c in channels {
+        if !out.contains(&c.as_str()) {
+            out.push(c.as_str());
+        }
+    }
+    Ok(out)
+}
+
 impl TryFrom<Model> for MedicationSchedule {
     type Error = StoreError;
     fn try_from(m: Model) -> Result<Self, StoreError> {
@@ -96,15 +125,7 @@ impl MedicationSchedules<'_> {
                 careloop_core::ParseError::new("ends_on", "must not be before starts_on").into(),
             );
         }
-        if new.channels.is_empty() {
-            return Err(careloop_core::ParseError::new("channels", "must name a channel").into());
-        }
-        let mut channels: Vec<&str> = Vec::new();
-        for c in &new.channels {
-            if !channels.contains(&c.as_str()) {
-                channels.push(c.as_str());
-            }
-        }
+        let channels = unique_channels(&new.channels)?;
         let txn = self.store.begin_write().await?;
         ensure_patient(&txn, org, new.patient_id).await?;
         let at = now();
@@ -209,5 +230,60 @@ impl MedicationSchedules<'_> {
             .exec(self.store.connection())
             .await?;
         updated_one(res.rows_affected, "medication schedule")
+    }
+
+    /// Applies `changes` to the schedule and returns it as stored; all or nothing. The caller
+    /// re-plans it (`careloop_reminders::plan`), which moves or cancels only doses not yet sent.
+    pub async fn update(
+        &self,
+        org: OrganizationId,
+        id: MedicationScheduleId,
+        changes: MedicationScheduleChanges,
+    ) -> Result<MedicationSchedule, StoreError> {
+        let txn = self.store.begin_write().await?;
+        let current = Entity::find_by_id(id.as_uuid())
+            .filter(Column::OrganizationId.eq(org.as_uuid()))
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: "medication schedule",
+            })?;
+        let starts_on = changes.starts_on.unwrap_or(current.starts_on);
+        let ends_on = changes.ends_on.unwrap_or(current.ends_on);
+        if ends_on.is_some_and(|end| end < starts_on) {
+            return Err(
+                careloop_core::ParseError::new("ends_on", "must not be before starts_on").into(),
+            );
+        }
+        let mut model: ActiveModel = current.into();
+        if let Some(v) = changes.medicine_name {
+            model.medicine_name = Set(v.as_str().to_owned());
+        }
+        if let Some(v) = changes.dose_text {
+            model.dose_text = Set(v.as_str().to_owned());
+        }
+        if let Some(v) = changes.rrule {
+            model.rrule = Set(v.as_str().to_owned());
+        }
+        if let Some(v) = changes.timezone {
+            model.timezone = Set(v.to_string());
+        }
+        model.starts_on = Set(starts_on);
+        model.ends_on = Set(ends_on);
+        if let Some(v) = changes.quiet_hours_policy {
+            model.quiet_hours_policy = Set(v.as_str().to_owned());
+        }
+        if let Some(v) = changes.channels {
+            model.channels = Set(to_json(&unique_channels(&v)?));
+        }
+        if let Some(v) = changes.active {
+            model.active = Set(v);
+        }
+        model.updated_at = Set(now());
+        let model = model.update(&txn).await?;
+        txn.commit().await?;
+        let schedule = MedicationSchedule::try_from(model)?;
+        tracing::info!(organization_id = %org, schedule_id = %schedule.id, "medication schedule updated");
+        Ok(schedule)
     }
 }

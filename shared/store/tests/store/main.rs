@@ -5,6 +5,7 @@
 
 mod common;
 
+mod campaigns;
 mod channels_support;
 mod connect;
 mod content_review;
