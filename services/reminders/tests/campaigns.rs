@@ -527,6 +527,9 @@ async fn invalid_campaigns_name_the_field_and_store_nothing() {
                 [[steps]]
                 template = "hf-day-3"
                 at = "next tuesday"
+                [[steps]]
+                template = "no-such-template"
+                at = "2026-12-01T10:00"
                 "#,
             ),
         )
@@ -537,6 +540,8 @@ async fn invalid_campaigns_name_the_field_and_store_nothing() {
     };
     assert!(invalid.names("audience.conditions[0]"), "{invalid}");
     assert!(invalid.names("steps[0].at"), "{invalid}");
+    // Problems that need the database are reported in the same round.
+    assert!(invalid.names("steps[1].template"), "{invalid}");
 
     let err = service
         .create(

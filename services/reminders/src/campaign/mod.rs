@@ -192,10 +192,17 @@ impl<'a> CampaignService<'a> {
     /// Checks a campaign document completely (fields, known conditions, an approved template for
     /// each step in at least one language) without storing anything.
     pub async fn validate(&self, file: &CampaignFile) -> Result<CampaignDefinition, CampaignError> {
-        let def = file.parse()?;
-        let mut errors = Vec::new();
-        for (i, code) in def.audience.conditions.iter().enumerate() {
-            if self.store.conditions().find_by_code(code).await?.is_none() {
+        let parsed = file.parse();
+        let mut errors = match &parsed {
+            Ok(_) => Vec::new(),
+            Err(invalid) => invalid.errors.clone(),
+        };
+        // Checked on the raw text too, so one round reports every problem.
+        for (i, code) in file.audience.conditions.iter().enumerate() {
+            let Ok(code) = code.parse::<careloop_core::Slug>() else {
+                continue;
+            };
+            if self.store.conditions().find_by_code(&code).await?.is_none() {
                 errors.push(FieldError::new(
                     format!("audience.conditions[{i}]"),
                     "is not a known condition",
@@ -203,18 +210,20 @@ impl<'a> CampaignService<'a> {
             }
         }
         let templates = self.templates().await?;
-        for (i, step) in def.steps.iter().enumerate() {
-            if !templates.has_key(&step.template) {
+        for (i, step) in file.steps.iter().enumerate() {
+            let Ok(key) = step.template.parse::<careloop_core::Slug>() else {
+                continue;
+            };
+            if !templates.has_key(&key) {
                 errors.push(FieldError::new(
                     format!("steps[{i}].template"),
                     "has no approved template in any language",
                 ));
             }
         }
-        if errors.is_empty() {
-            Ok(def)
-        } else {
-            Err(InvalidCampaign { errors }.into())
+        match parsed {
+            Ok(def) if errors.is_empty() => Ok(def),
+            _ => Err(InvalidCampaign { errors }.into()),
         }
     }
 
