@@ -12,6 +12,9 @@
 //!   Recovery is the real one: apalis re-enqueues the jobs of a worker whose heartbeats stopped,
 //!   the sweeper re-enqueues occurrences left in `dispatching`, and a repeated job finds the
 //!   message by its idempotency key (`reminder:<occurrence key>`) instead of making a second.
+//! * A second scale-out run kills the queue's Redis instead and starts it again empty (this
+//!   project's Redis keeps nothing on disk): every job it held is lost, and the occurrences
+//!   left in `dispatching` are enqueued again by the sweeper once stale.
 //! * The gateway (the outbox that talks to Telegram) is not killed. The outbox → Telegram hop is
 //!   at-least-once: Telegram's `sendMessage` has no idempotency key, so a gateway that dies after
 //!   Telegram accepted a message and before recording it `sent` sends it again once its lease
@@ -153,10 +156,14 @@ fn delivered(fake: &FakeTelegram) -> Vec<(ReminderOccurrenceId, i64)> {
         .collect()
 }
 
-/// Consented patients with a Telegram chat and a schedule each, and `REMINDERS` occurrences due
+/// Consented patients with a Telegram chat and a schedule each, and `reminders` occurrences due
 /// now spread over them, written through the store as the planner would. Returns each
 /// occurrence's chat.
-async fn seed(store: &Store, org: OrganizationId) -> HashMap<ReminderOccurrenceId, i64> {
+async fn seed(
+    store: &Store,
+    org: OrganizationId,
+    reminders: usize,
+) -> HashMap<ReminderOccurrenceId, i64> {
     let languages = [
         Language::English,
         Language::Spanish,
@@ -169,7 +176,7 @@ async fn seed(store: &Store, org: OrganizationId) -> HashMap<ReminderOccurrenceI
     // workers' planner has nothing to add, and the test's doses (due already) are not its to move.
     let today = chrono::Utc::now().date_naive();
     let due = chrono::Utc::now() - chrono::Duration::seconds(1);
-    let mut chats = HashMap::with_capacity(REMINDERS);
+    let mut chats = HashMap::with_capacity(reminders);
     for p in 0..PATIENTS {
         let language = languages[p % languages.len()];
         let patient = store
@@ -218,7 +225,7 @@ async fn seed(store: &Store, org: OrganizationId) -> HashMap<ReminderOccurrenceI
             )
             .await
             .unwrap();
-        for d in 0..REMINDERS / PATIENTS {
+        for d in 0..reminders / PATIENTS {
             let occurrence = store
                 .reminder_occurrences()
                 .insert_if_absent(
@@ -237,7 +244,7 @@ async fn seed(store: &Store, org: OrganizationId) -> HashMap<ReminderOccurrenceI
             chats.insert(occurrence.id, chat);
         }
     }
-    assert_eq!(chats.len(), REMINDERS);
+    assert_eq!(chats.len(), reminders);
     chats
 }
 
@@ -250,7 +257,72 @@ async fn start_worker(env: &[(&'static str, String)]) -> Careloop {
     worker
 }
 
-async fn crash_and_recover(backend: Backend) {
+/// What goes wrong while the reminders are dispatched.
+enum Disruption {
+    /// The worker processes are killed with SIGKILL `KILLS` times, in turn.
+    KillWorkers,
+    /// The queue's Redis is killed and started again, empty (it keeps nothing on disk), `times`
+    /// times: every job it held is lost.
+    RestartRedis { redis: PrivateRedis, times: usize },
+}
+
+/// A Redis server of this test's own, on a free port, keeping nothing on disk.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        PrivateRedis {
+            port,
+            child: Self::spawn(port),
+        }
+    }
+
+    fn spawn(port: u16) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian's redis-server package)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL, then the same port again, empty.
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn crash_and_recover(backend: Backend, reminders: usize, mut disruption: Disruption) {
     let _one = ONE_AT_A_TIME.lock().await;
     let (mut rng, kill_seed) = Rng::seeded();
     eprintln!(
@@ -276,9 +348,9 @@ async fn crash_and_recover(backend: Backend) {
         .expect("the gateway created the default organization")
         .id;
     let started = Instant::now();
-    let chats = seed(&store, org).await;
+    let chats = seed(&store, org, reminders).await;
     eprintln!(
-        "[{}] seeded {REMINDERS} due reminders in {:?}",
+        "[{}] seeded {reminders} due reminders in {:?}",
         backend.name,
         started.elapsed()
     );
@@ -290,8 +362,12 @@ async fn crash_and_recover(backend: Backend) {
     for _ in 0..WORKERS {
         workers.push(start_worker(&env).await);
     }
-    let mut thresholds: Vec<u64> = (0..KILLS)
-        .map(|_| rng.between(REMINDERS as u64 / 20, REMINDERS as u64 * 17 / 20))
+    let disruptions = match &disruption {
+        Disruption::KillWorkers => KILLS,
+        Disruption::RestartRedis { times, .. } => *times,
+    };
+    let mut thresholds: Vec<u64> = (0..disruptions)
+        .map(|_| rng.between(reminders as u64 / 20, reminders as u64 * 17 / 20))
         .collect();
     thresholds.sort_unstable();
     let mut kills = Vec::new();
@@ -310,17 +386,29 @@ async fn crash_and_recover(backend: Backend) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.between(0, 400))).await;
-        let victim = k % WORKERS;
         let before = states(&store).await;
-        workers[victim].child.kill().unwrap(); // SIGKILL
-        let status = workers[victim].child.wait().unwrap();
-        assert!(!status.success(), "the worker was killed, not stopped");
-        kills.push(format!(
-            "kill {} of worker {victim} at {:?}: {before:?}",
-            k + 1,
-            dispatch_started.elapsed()
-        ));
-        workers[victim] = start_worker(&env).await;
+        match &mut disruption {
+            Disruption::KillWorkers => {
+                let victim = k % WORKERS;
+                workers[victim].child.kill().unwrap(); // SIGKILL
+                let status = workers[victim].child.wait().unwrap();
+                assert!(!status.success(), "the worker was killed, not stopped");
+                kills.push(format!(
+                    "kill {} of worker {victim} at {:?}: {before:?}",
+                    k + 1,
+                    dispatch_started.elapsed()
+                ));
+                workers[victim] = start_worker(&env).await;
+            }
+            Disruption::RestartRedis { redis, .. } => {
+                redis.restart();
+                kills.push(format!(
+                    "Redis restarted empty ({}) at {:?}: {before:?}",
+                    k + 1,
+                    dispatch_started.elapsed()
+                ));
+            }
+        }
     }
     for line in &kills {
         eprintln!("[{}] {line}", backend.name);
@@ -336,7 +424,7 @@ async fn crash_and_recover(backend: Backend) {
             .await
             .unwrap();
         let at_sink = delivered(&fake).len();
-        if sent == REMINDERS && queued == 0 && at_sink >= REMINDERS {
+        if sent == reminders && queued == 0 && at_sink >= reminders {
             break;
         }
         assert!(
@@ -349,7 +437,7 @@ async fn crash_and_recover(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
-        "[{}] all {REMINDERS} delivered {:?} after the workers started, through {KILLS} kills",
+        "[{}] all {reminders} delivered {:?} after the workers started, through {disruptions} disruptions",
         backend.name,
         dispatch_started.elapsed()
     );
@@ -375,13 +463,13 @@ async fn crash_and_recover(backend: Backend) {
         twice.len(),
         twice.iter().take(5).collect::<Vec<_>>()
     );
-    assert_eq!(per_occurrence.len(), REMINDERS, "every reminder delivered");
-    assert_eq!(fake.log().len(), REMINDERS, "nothing else was sent");
+    assert_eq!(per_occurrence.len(), reminders, "every reminder delivered");
+    assert_eq!(fake.log().len(), reminders, "nothing else was sent");
 
     // And in the database: every occurrence `sent`, pointing at its one outbound message, sent.
     assert_eq!(
         states(&store).await,
-        HashMap::from([("sent".to_owned(), REMINDERS as i64)])
+        HashMap::from([("sent".to_owned(), reminders as i64)])
     );
     let db = store.connection();
     let row = db
@@ -397,13 +485,13 @@ async fn crash_and_recover(backend: Backend) {
         .unwrap();
     assert_eq!(
         row.try_get::<i64>("", "messages").unwrap(),
-        REMINDERS as i64
+        reminders as i64
     );
     assert_eq!(
         row.try_get::<i64>("", "occurrences").unwrap(),
-        REMINDERS as i64
+        reminders as i64
     );
-    assert_eq!(row.try_get::<i64>("", "sent").unwrap(), REMINDERS as i64);
+    assert_eq!(row.try_get::<i64>("", "sent").unwrap(), reminders as i64);
     let reminder_messages = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -415,7 +503,7 @@ async fn crash_and_recover(backend: Backend) {
         .unwrap()
         .try_get::<i64>("", "n")
         .unwrap();
-    assert_eq!(reminder_messages, REMINDERS as i64, "one message per dose");
+    assert_eq!(reminder_messages, reminders as i64, "one message per dose");
 
     // No message text or contact details in any log line.
     for logs in std::iter::once(gateway.logs()).chain(workers.iter().map(Careloop::logs)) {
@@ -438,11 +526,15 @@ async fn crash_and_recover(backend: Backend) {
 async fn killed_reminder_workers_deliver_every_reminder_once_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_owned();
-    crash_and_recover(Backend {
-        name: "sqlite",
-        env: vec![("CARELOOP_DATA_DIR", data_dir.display().to_string())],
-        database_url: sqlite_url(&data_dir),
-    })
+    crash_and_recover(
+        Backend {
+            name: "sqlite",
+            env: vec![("CARELOOP_DATA_DIR", data_dir.display().to_string())],
+            database_url: sqlite_url(&data_dir),
+        },
+        REMINDERS,
+        Disruption::KillWorkers,
+    )
     .await;
 }
 
@@ -457,16 +549,20 @@ async fn killed_reminder_workers_deliver_every_reminder_once_on_postgres_and_red
     let db = TestDatabase::create().await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let namespace = format!("crash_{}", uuid::Uuid::new_v4().simple());
-    crash_and_recover(Backend {
-        name: "postgres+redis",
-        env: vec![
-            ("CARELOOP_DATA_DIR", data.path().display().to_string()),
-            ("CARELOOP_DATABASE__URL", db.url.clone()),
-            ("CARELOOP_QUEUE__URL", "redis://127.0.0.1:6379/".to_owned()),
-            ("CARELOOP_QUEUE__NAMESPACE", namespace.clone()),
-        ],
-        database_url: db.url.clone(),
-    })
+    crash_and_recover(
+        Backend {
+            name: "postgres+redis",
+            env: vec![
+                ("CARELOOP_DATA_DIR", data.path().display().to_string()),
+                ("CARELOOP_DATABASE__URL", db.url.clone()),
+                ("CARELOOP_QUEUE__URL", "redis://127.0.0.1:6379/".to_owned()),
+                ("CARELOOP_QUEUE__NAMESPACE", namespace.clone()),
+            ],
+            database_url: db.url.clone(),
+        },
+        REMINDERS,
+        Disruption::KillWorkers,
+    )
     .await;
     let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -482,5 +578,31 @@ async fn killed_reminder_workers_deliver_every_reminder_once_on_postgres_and_red
             .await
             .unwrap();
     }
+    db.drop_now().await.unwrap();
+}
+
+/// Scale-out, the queue's Redis restarted empty twice while 3,000 reminders are dispatched: the
+/// jobs it held are gone, and the sweeper enqueues their occurrences again once they are stale
+/// (10 s here): every reminder is still delivered, and none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_no_reminder_and_sends_none_twice() {
+    let db = TestDatabase::create().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let redis = PrivateRedis::start();
+    crash_and_recover(
+        Backend {
+            name: "postgres+redis restarted",
+            env: vec![
+                ("CARELOOP_DATA_DIR", data.path().display().to_string()),
+                ("CARELOOP_DATABASE__URL", db.url.clone()),
+                ("CARELOOP_QUEUE__URL", redis.url()),
+                ("CARELOOP_REMINDERS__STALE_AFTER_SECS", "10".to_owned()),
+            ],
+            database_url: db.url.clone(),
+        },
+        3_000,
+        Disruption::RestartRedis { redis, times: 2 },
+    )
+    .await;
     db.drop_now().await.unwrap();
 }

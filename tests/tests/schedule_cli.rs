@@ -79,7 +79,7 @@ async fn schedules_are_checked_stored_planned_and_listed() {
             "telegram,fax",
         ],
     );
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(2), "bad input exits with 2");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     for field in ["rrule", "timezone", "channels"] {
         assert!(stderr.contains(field), "{field} not named: {stderr}");

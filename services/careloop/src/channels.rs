@@ -66,18 +66,8 @@ pub async fn start(
 
     let mut email_key = None;
     if config.email.enabled {
-        let email_settings: careloop_channels::email::EmailSettings =
-            serde_json::from_value(serde_json::Value::Object(config.email.smtp.clone()))
-                .context("channels.email.smtp")?;
-        email_key = Some(
-            email_settings
-                .signing_key
-                .expose_secret()
-                .as_bytes()
-                .to_vec(),
-        );
-        let channel = careloop_channels::email::EmailChannel::new(email_settings)
-            .context("channels.email.smtp")?;
+        let (channel, key) = email_channel(&config.email)?;
+        email_key = Some(key);
         senders.push(Arc::new(channel));
     }
 
@@ -176,4 +166,18 @@ pub async fn start(
         email_routes,
         tasks,
     })
+}
+
+/// The email channel from `channels.email.smtp`, and its signing key (for unsubscribe links and
+/// the inbound routes). The reminder role builds one too, for the care team's alert mail.
+pub fn email_channel(
+    config: &careloop_config::EmailChannelSettings,
+) -> anyhow::Result<(careloop_channels::email::EmailChannel, Vec<u8>)> {
+    let settings: careloop_channels::email::EmailSettings =
+        serde_json::from_value(serde_json::Value::Object(config.smtp.clone()))
+            .context("channels.email.smtp")?;
+    let key = settings.signing_key.expose_secret().as_bytes().to_vec();
+    let channel =
+        careloop_channels::email::EmailChannel::new(settings).context("channels.email.smtp")?;
+    Ok((channel, key))
 }

@@ -8,7 +8,19 @@ use careloop_reminders::schedules::{self, ScheduleEdit, ScheduleInput};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 
-use crate::{content, serve};
+use crate::{BadInput, content, serve};
+
+/// Field errors and unknown ids are [`BadInput`] (exit code 2); anything else stays an error.
+fn refused(context: &str, e: schedules::ScheduleError) -> anyhow::Error {
+    match e {
+        schedules::ScheduleError::Invalid(_)
+        | schedules::ScheduleError::Store(careloop_store::StoreError::NotFound { .. })
+        | schedules::ScheduleError::Store(careloop_store::StoreError::Invalid(_)) => {
+            BadInput(format!("{context}: {e}")).into()
+        }
+        e => anyhow::Error::new(e).context(context.to_owned()),
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleAction {
@@ -75,7 +87,7 @@ pub async fn run(settings: &Settings, action: ScheduleAction) -> anyhow::Result<
         ScheduleAction::Add { patient, fields } => {
             let patient: PatientId = patient
                 .parse()
-                .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+                .map_err(|e| BadInput(format!("--patient: {e}")))?;
             let input = ScheduleInput {
                 medicine_name: fields.medicine.unwrap_or_default(),
                 dose_text: fields.dose.unwrap_or_default(),
@@ -90,7 +102,7 @@ pub async fn run(settings: &Settings, action: ScheduleAction) -> anyhow::Result<
             };
             let (schedule, outcome) = schedules::create(&store, org, patient, &input, None, now)
                 .await
-                .context("schedule not created")?;
+                .map_err(|e| refused("schedule not created", e))?;
             out.push_str(&format!(
                 "schedule: {}\nplanned: {} doses\n",
                 schedule.id, outcome.inserted
@@ -100,7 +112,7 @@ pub async fn run(settings: &Settings, action: ScheduleAction) -> anyhow::Result<
         ScheduleAction::Edit { id, fields, active } => {
             let id: MedicationScheduleId = id
                 .parse()
-                .map_err(|e| anyhow::anyhow!("schedule id: {e}"))?;
+                .map_err(|e| BadInput(format!("schedule id: {e}")))?;
             let edit = ScheduleEdit {
                 medicine_name: fields.medicine,
                 dose_text: fields.dose,
@@ -114,7 +126,7 @@ pub async fn run(settings: &Settings, action: ScheduleAction) -> anyhow::Result<
             };
             let (schedule, outcome) = schedules::edit(&store, org, id, &edit, now)
                 .await
-                .context("schedule not changed")?;
+                .map_err(|e| refused("schedule not changed", e))?;
             out.push_str(&format!(
                 "schedule: {}\nplanned: {} new, {} moved, {} cancelled, {} kept\n",
                 schedule.id, outcome.inserted, outcome.moved, outcome.cancelled, outcome.kept
@@ -124,7 +136,7 @@ pub async fn run(settings: &Settings, action: ScheduleAction) -> anyhow::Result<
         ScheduleAction::List { patient } => {
             let patient: PatientId = patient
                 .parse()
-                .map_err(|e| anyhow::anyhow!("--patient: {e}"))?;
+                .map_err(|e| BadInput(format!("--patient: {e}")))?;
             for schedule in store
                 .medication_schedules()
                 .list_for_patient(org, patient)

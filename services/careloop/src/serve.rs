@@ -235,12 +235,8 @@ fn reminder_settings(settings: &Settings) -> anyhow::Result<careloop_reminders::
     let r = &settings.reminders;
     let email = &settings.channels.email;
     let alert_mailer = if r.alert_mail && email.enabled {
-        let email_settings: careloop_channels::email::EmailSettings =
-            serde_json::from_value(serde_json::Value::Object(email.smtp.clone()))
-                .context("channels.email.smtp")?;
         Some(careloop_reminders::alert_mail::AlertMailer {
-            email: careloop_channels::email::EmailChannel::new(email_settings)
-                .context("channels.email.smtp")?,
+            email: crate::channels::email_channel(email)?.0,
             dashboard_url: r.dashboard_url.clone(),
         })
     } else {
@@ -251,6 +247,10 @@ fn reminder_settings(settings: &Settings) -> anyhow::Result<careloop_reminders::
         plan_horizon: chrono::TimeDelta::days(i64::from(r.plan_horizon_days)),
         plan_interval: Duration::from_secs(r.plan_interval_secs),
         alert_mailer,
+        sweep: careloop_reminders::sweep::SweepSettings {
+            stale_after: Duration::from_secs(r.stale_after_secs),
+            ..careloop_reminders::sweep::SweepSettings::default()
+        },
         ..careloop_reminders::WorkerSettings::new(settings.queue.concurrency)
     })
 }

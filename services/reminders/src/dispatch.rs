@@ -6,11 +6,23 @@
 //! template names), and stored as a `queued` outbound message whose idempotency key is derived
 //! from the occurrence's own key: however often a job is delivered, or however many workers take
 //! it at once, one message exists for one dose, and the outbox sends it once.
+//!
+//! The worker dispatches the jobs it holds together ([`dispatch_batch`], fed by [`crate::batcher`]):
+//! one read per table and one write transaction for the batch instead of a dozen round trips and
+//! a commit per dose. Each dose keeps its own checks and its own answer.
 
 use careloop_channels::{Button, DeliveryMeta, Purpose};
-use careloop_core::{ChannelKind, ConsentState, Language, OccurrenceState, ReadingLevel};
+use std::collections::HashMap;
+
+use careloop_core::{
+    ChannelKind, ConsentState, Language, OccurrenceState, OrganizationId, PatientId, ReadingLevel,
+    ReminderOccurrenceId,
+};
 use careloop_queue::ReminderDue;
-use careloop_store::{Actor, NewAuditEntry, Store, StoreError};
+use careloop_store::{
+    Actor, ApprovedContent, BatchSend, DispatchContext, NewAuditEntry, ReminderOccurrence, Store,
+    StoreError,
+};
 
 /// What the handler did with one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,76 +59,155 @@ fn buttons(language: Language, occurrence: &str) -> Vec<Button> {
         .collect()
 }
 
-/// Handles one due reminder job (see the module docs).
+/// Handles one due reminder job (see the module docs): [`dispatch_batch`] of one.
 pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, StoreError> {
-    let org = job.organization_id;
-    let occurrences = store.reminder_occurrences();
-    let Some(occurrence) = occurrences.get(org, job.occurrence_id).await? else {
-        return Ok(Dispatch::Gone);
+    dispatch_batch(store, std::slice::from_ref(job))
+        .await?
+        .pop()
+        .unwrap_or(Ok(Dispatch::Gone))
+}
+
+/// A dose that passed every check and is ready to queue.
+struct Ready<'a> {
+    index: usize,
+    job: &'a ReminderDue,
+    from: OccurrenceState,
+    occurrence: ReminderOccurrence,
+    patient: PatientId,
+    channel: ChannelKind,
+    language: Language,
+    template: ApprovedContent,
+    body: String,
+}
+
+/// Handles due reminder jobs together: their occurrences, schedules, patients and identities are
+/// read by one query each, their templates once per organization and language, and their
+/// messages, `sent` states and audit entries are written in one transaction. The answer has one
+/// entry per job, in order (a job repeated in the batch gets the same answer as its first).
+///
+/// `Err`: the batch's reads or its write failed, and nothing of the write was stored (dispatch
+/// the jobs one at a time to find out which, if any, is at fault). An entry's own `Err` is that
+/// job's alone: a campaign step or a settlement that failed.
+pub async fn dispatch_batch(
+    store: &Store,
+    jobs: &[ReminderDue],
+) -> Result<Vec<Result<Dispatch, StoreError>>, StoreError> {
+    let wanted: Vec<_> = jobs
+        .iter()
+        .map(|j| (j.organization_id, j.occurrence_id))
+        .collect();
+    let contexts = store
+        .reminder_occurrences()
+        .dispatch_contexts(&wanted)
+        .await?;
+    let mut answers: Vec<Option<Result<Dispatch, StoreError>>> =
+        jobs.iter().map(|_| None).collect();
+    let mut first_of: HashMap<(OrganizationId, ReminderOccurrenceId), usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    let mut templates: HashMap<(OrganizationId, Language), Option<ApprovedContent>> =
+        HashMap::new();
+    let mut ready = Vec::new();
+    for (index, (job, context)) in jobs.iter().zip(contexts).enumerate() {
+        if let Some(&first) = first_of.get(&(job.organization_id, job.occurrence_id)) {
+            repeats.push((index, first));
+            continue;
+        }
+        first_of.insert((job.organization_id, job.occurrence_id), index);
+        match check(store, job, context, &mut templates).await {
+            Ok(Checked::Done(answer)) => answers[index] = Some(Ok(answer)),
+            Ok(Checked::Ready(r)) => ready.push(Ready { index, ..*r }),
+            Err(e) => answers[index] = Some(Err(e)),
+        }
+    }
+    if !ready.is_empty() {
+        for (index, answer) in queue_ready(store, ready).await? {
+            answers[index] = Some(Ok(answer));
+        }
+    }
+    for (index, first) in repeats {
+        answers[index] = Some(match &answers[first] {
+            Some(Ok(answer)) => Ok(answer.clone()),
+            _ => Ok(Dispatch::AlreadyHandled),
+        });
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Ok(Dispatch::Gone)))
+        .collect())
+}
+
+enum Checked<'a> {
+    Done(Dispatch),
+    Ready(Box<Ready<'a>>),
+}
+
+/// Everything a dose needs before its message can be queued; the doses that must not or cannot
+/// be sent are settled here, each in its own transaction.
+async fn check<'a>(
+    store: &Store,
+    job: &'a ReminderDue,
+    context: Option<DispatchContext>,
+    templates: &mut HashMap<(OrganizationId, Language), Option<ApprovedContent>>,
+) -> Result<Checked<'a>, StoreError> {
+    let Some(context) = context else {
+        return Ok(Checked::Done(Dispatch::Gone));
     };
+    let occurrence = context.occurrence;
     let from = occurrence.state;
     if !matches!(
         from,
         OccurrenceState::Planned | OccurrenceState::Dispatching
     ) {
-        return Ok(Dispatch::AlreadyHandled);
+        return Ok(Checked::Done(Dispatch::AlreadyHandled));
     }
     if occurrence.campaign_id.is_some() {
-        return crate::campaign::dispatch::dispatch_step(store, job, occurrence).await;
+        return crate::campaign::dispatch::dispatch_step(store, job, occurrence)
+            .await
+            .map(Checked::Done);
     }
-    let schedule = match occurrence.schedule_id {
-        Some(id) => store.medication_schedules().get(org, id).await?,
-        None => None,
+    let Some(schedule) = context.schedule else {
+        let why = "no medication schedule";
+        settle(store, job, from, OccurrenceState::Cancelled, why).await?;
+        return Ok(Checked::Done(Dispatch::Cancelled(why)));
     };
-    let Some(schedule) = schedule else {
-        return settle(
-            store,
-            job,
-            from,
-            OccurrenceState::Cancelled,
-            "no medication schedule",
-        )
-        .await
-        .map(|_| Dispatch::Cancelled("no medication schedule"));
-    };
-    let patient = store
-        .patients()
-        .get(org, occurrence.patient_id)
-        .await?
+    let patient = context
+        .patient
         .ok_or(StoreError::NotFound { entity: "patient" })?;
     if patient.consent != ConsentState::Granted {
         let why = "patient has not consented or opted out";
         settle(store, job, from, OccurrenceState::Cancelled, why).await?;
-        return Ok(Dispatch::Cancelled(why));
+        return Ok(Checked::Done(Dispatch::Cancelled(why)));
     }
-    let identities = store
-        .channel_identities()
-        .list_for_patient(org, patient.id)
-        .await?;
-    let channel: Option<ChannelKind> = schedule
-        .channels
-        .iter()
-        .copied()
-        .find(|c| !patient.is_opted_out(*c) && identities.iter().any(|i| i.channel() == *c));
+    let channel: Option<ChannelKind> = schedule.channels.iter().copied().find(|c| {
+        !patient.is_opted_out(*c) && context.identities.iter().any(|i| i.channel() == *c)
+    });
     let Some(channel) = channel else {
         let why = "no reachable channel among the schedule's channels".to_owned();
         settle(store, job, from, OccurrenceState::Failed, &why).await?;
-        return Ok(Dispatch::Failed(why));
+        return Ok(Checked::Done(Dispatch::Failed(why)));
     };
-    let key = "reminder"
-        .parse()
-        .map_err(|_| StoreError::NotFound { entity: "template" })?;
-    let template = store
-        .content()
-        .get_approved(org, &key, None, patient.language, ReadingLevel::Easy)
-        .await?;
+    let org = job.organization_id;
+    let template = match templates.get(&(org, patient.language)) {
+        Some(cached) => cached.clone(),
+        None => {
+            let key = "reminder"
+                .parse()
+                .map_err(|_| StoreError::NotFound { entity: "template" })?;
+            let found = store
+                .content()
+                .get_approved(org, &key, None, patient.language, ReadingLevel::Easy)
+                .await?;
+            templates.insert((org, patient.language), found.clone());
+            found
+        }
+    };
     let Some(template) = template else {
         let why = format!(
             "no approved reminder template in {}",
             patient.language.code()
         );
         settle(store, job, from, OccurrenceState::Failed, &why).await?;
-        return Ok(Dispatch::Failed(why));
+        return Ok(Checked::Done(Dispatch::Failed(why)));
     };
     let body = template
         .version
@@ -124,51 +215,91 @@ pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, Stor
         .trim()
         .replace("{medicine}", schedule.medicine_name.as_str())
         .replace("{dose}", schedule.dose_text.as_str());
-    let meta = DeliveryMeta {
-        purpose: Purpose::Reminder,
-        buttons: buttons(patient.language, &occurrence.id.to_string()),
-        ..DeliveryMeta::default()
-    };
-    let message = crate::outgoing::prepare(
-        store,
-        org,
-        patient.id,
-        crate::outgoing::Outgoing {
-            channel,
-            template: &template,
-            body,
-            language: patient.language,
-            idempotency_key: format!("reminder:{}", occurrence.idempotency_key),
-            meta,
-            checks: vec![
-                ("stage", serde_json::json!("reminder")),
-                ("template", serde_json::json!("reminder")),
-                (
-                    "occurrence_id",
-                    serde_json::json!(occurrence.id.to_string()),
-                ),
-            ],
-        },
-    )
-    .await?;
-    // The message (or the one an earlier attempt stored under the same key), the `sent` state
-    // and its audit entry commit together.
-    let (message, moved) = occurrences
-        .send_as(
-            org,
-            occurrence.id,
-            from,
+    Ok(Checked::Ready(Box::new(Ready {
+        index: 0,
+        job,
+        from,
+        occurrence,
+        patient: patient.id,
+        channel,
+        language: patient.language,
+        template,
+        body,
+    })))
+}
+
+/// Queues the ready doses: their conversations by one read (opened where missing), then their
+/// messages, `sent` states and audit entries in one transaction.
+async fn queue_ready(
+    store: &Store,
+    ready: Vec<Ready<'_>>,
+) -> Result<Vec<(usize, Dispatch)>, StoreError> {
+    let wanted: Vec<_> = ready
+        .iter()
+        .map(|r| (r.job.organization_id, r.patient, r.channel))
+        .collect();
+    let mut conversations = store.messages().latest_conversations(&wanted).await?;
+    let mut items = Vec::with_capacity(ready.len());
+    let mut sent = Vec::with_capacity(ready.len());
+    for r in ready {
+        let org = r.job.organization_id;
+        let conversation = match conversations.get(&(org, r.patient, r.channel)) {
+            Some(c) => c.id,
+            None => {
+                let c = store
+                    .messages()
+                    .open_or_get_conversation(org, r.patient, r.channel)
+                    .await?;
+                let id = c.id;
+                conversations.insert((org, r.patient, r.channel), c);
+                id
+            }
+        };
+        let occurrence_id = r.occurrence.id.to_string();
+        let meta = DeliveryMeta {
+            purpose: Purpose::Reminder,
+            buttons: buttons(r.language, &occurrence_id),
+            ..DeliveryMeta::default()
+        };
+        let message = crate::outgoing::message_in(
+            conversation,
+            crate::outgoing::Outgoing {
+                channel: r.channel,
+                template: &r.template,
+                body: r.body,
+                language: r.language,
+                idempotency_key: format!("reminder:{}", r.occurrence.idempotency_key),
+                meta,
+                checks: vec![
+                    ("stage", serde_json::json!("reminder")),
+                    ("template", serde_json::json!("reminder")),
+                    ("occurrence_id", serde_json::json!(occurrence_id)),
+                ],
+            },
+        );
+        items.push(BatchSend {
+            organization_id: org,
+            occurrence_id: r.occurrence.id,
+            from: r.from,
             message,
-            audit_entry(job, OccurrenceState::Sent, "queued"),
-        )
-        .await?;
-    let message = message.into_inner();
-    if moved {
-        tracing::info!(occurrence_id = %occurrence.id, message_id = %message.id, channel = %channel, "reminder queued");
-        Ok(Dispatch::Queued)
-    } else {
-        Ok(Dispatch::AlreadyHandled)
+            audit: audit_entry(r.job, OccurrenceState::Sent, "queued"),
+        });
+        sent.push((r.index, r.occurrence.id, r.channel));
     }
+    // The `sent` states, their messages and their audit entries commit together; a dose that
+    // left the state it was read in meanwhile gets no message.
+    let stored = store.reminder_occurrences().send_many(items).await?;
+    Ok(sent
+        .into_iter()
+        .zip(stored)
+        .map(|((index, occurrence_id, channel), s)| match s.message_id {
+            Some(message_id) if s.moved => {
+                tracing::info!(%occurrence_id, %message_id, %channel, "reminder queued");
+                (index, Dispatch::Queued)
+            }
+            _ => (index, Dispatch::AlreadyHandled),
+        })
+        .collect())
 }
 
 /// The audit entry for moving the job's occurrence to `to`.

@@ -17,8 +17,10 @@
 //! state (only `planned` or `dispatching` moves on, to `sent`) makes a late redelivery a no-op.
 
 pub mod alert_mail;
+pub mod batcher;
 pub mod campaign;
 pub mod dispatch;
+pub mod follow;
 pub mod missed;
 mod outgoing;
 pub mod plan;
@@ -27,19 +29,66 @@ pub mod respond;
 pub mod schedules;
 pub mod sweep;
 
-pub use dispatch::{Dispatch, dispatch};
+pub use batcher::{BatchSettings, Batcher};
+pub use dispatch::{Dispatch, dispatch, dispatch_batch};
 pub use plan::{PlanError, PlanOutcome, plan};
 
 use std::future::Future;
 use std::time::Duration;
 
+use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryPolicy};
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use careloop_queue::{QueueConnection, QueueStorage, ReminderDue};
 use careloop_store::Store;
 
-async fn handle(job: ReminderDue, store: Data<Store>) -> Result<(), BoxDynError> {
-    dispatch(&store, &job).await?;
+async fn handle(job: ReminderDue, batcher: Data<Batcher>) -> Result<(), BoxDynError> {
+    batcher.dispatch(job).await?;
     Ok(())
+}
+
+/// The monitor that runs one apalis worker for reminder jobs on the configured queue.
+fn worker_monitor(
+    queue: &QueueConnection,
+    name: String,
+    batcher: &Batcher,
+    retry: &BackoffRetryPolicy<ExponentialBackoff<HasherRng>>,
+    concurrency: usize,
+) -> Monitor {
+    let (queue, batcher, retry) = (queue.clone(), batcher.clone(), retry.clone());
+    match queue.storage().clone() {
+        QueueStorage::Sqlite(pool) => Monitor::new().register(move |_| {
+            WorkerBuilder::new(name.clone())
+                .backend(queue.sqlite_reminder_worker(&pool))
+                .data(batcher.clone())
+                .retry(retry.clone())
+                .concurrency(concurrency)
+                .build(handle)
+        }),
+        QueueStorage::Redis(conn) => Monitor::new().register(move |_| {
+            WorkerBuilder::new(name.clone())
+                .backend(queue.redis_reminder_worker(&conn))
+                .data(batcher.clone())
+                .retry(retry.clone())
+                .concurrency(concurrency)
+                .build(handle)
+        }),
+    }
+}
+
+/// A job that fails (the database or the queue is unavailable: a dose that must not or cannot be
+/// sent is recorded and succeeds) is tried again up to 5 times, 200 ms to 10 s apart with jitter,
+/// then left to the sweeper, which enqueues its still-unsent occurrence again once it is stale.
+fn retry_policy() -> anyhow::Result<BackoffRetryPolicy<ExponentialBackoff<HasherRng>>> {
+    let backoff = ExponentialBackoffMaker::new(
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+        0.5,
+        HasherRng::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("reminder retry backoff: {e}"))?
+    .make_backoff();
+    Ok(RetryPolicy::retries(5).with_backoff(backoff))
 }
 
 /// What a reminder process runs besides the worker, and how.
@@ -47,6 +96,10 @@ async fn handle(job: ReminderDue, store: Data<Store>) -> Result<(), BoxDynError>
 pub struct WorkerSettings {
     /// Reminder jobs run at once.
     pub concurrency: usize,
+    /// How due occurrences become jobs ([`sweep`]).
+    pub sweep: sweep::SweepSettings,
+    /// How the jobs running at once are dispatched together ([`batcher`]).
+    pub batch: BatchSettings,
     /// Missed doses and alerts (`careloop_adherence`).
     pub adherence: careloop_adherence::AdherencePolicy,
     /// How often unanswered reminders are checked.
@@ -54,6 +107,8 @@ pub struct WorkerSettings {
     /// How far ahead schedules are planned, and how often.
     pub plan_horizon: chrono::TimeDelta,
     pub plan_interval: Duration,
+    /// Following patients' changes ([`follow`]).
+    pub follow: follow::FollowSettings,
     /// Mails the care team about new alerts, when email is set up.
     pub alert_mailer: Option<alert_mail::AlertMailer>,
     pub alert_mail_interval: Duration,
@@ -63,10 +118,13 @@ impl WorkerSettings {
     pub fn new(concurrency: usize) -> Self {
         WorkerSettings {
             concurrency,
+            sweep: sweep::SweepSettings::default(),
+            batch: BatchSettings::default(),
             adherence: careloop_adherence::AdherencePolicy::default(),
             missed_interval: Duration::from_secs(60),
             plan_horizon: schedules::DEFAULT_HORIZON,
             plan_interval: Duration::from_secs(3600),
+            follow: follow::FollowSettings::default(),
             alert_mailer: None,
             alert_mail_interval: Duration::from_secs(15),
         }
@@ -84,7 +142,8 @@ pub async fn run(
 }
 
 /// Runs the reminder worker, the due sweeper (which turns due occurrences into jobs, see
-/// [`sweep`]), the planner ([`schedules::run_planner`]), the missed-dose sweep ([`missed`]) and
+/// [`sweep`]), the planner ([`schedules::run_planner`]), the follower of patients' changes
+/// ([`follow`]), the missed-dose sweep ([`missed`]) and
 /// the alert mailer ([`alert_mail`], when configured) until `shutdown` resolves, then lets
 /// in-flight jobs finish.
 pub async fn run_with(
@@ -99,13 +158,18 @@ pub async fn run_with(
         tokio::spawn(sweep::run(
             store.clone(),
             queue.clone(),
-            sweep::SweepSettings::default(),
+            settings.sweep,
             stop_sweeper.clone(),
         )),
         tokio::spawn(schedules::run_planner(
             store.clone(),
             settings.plan_horizon,
             settings.plan_interval,
+            stop_sweeper.clone(),
+        )),
+        tokio::spawn(follow::run(
+            store.clone(),
+            settings.follow,
             stop_sweeper.clone(),
         )),
         tokio::spawn(missed::run(
@@ -123,32 +187,47 @@ pub async fn run_with(
             stop_sweeper.clone(),
         )));
     }
-    let name = format!("reminders-{}", std::process::id());
-    let monitor = match queue.storage().clone() {
-        QueueStorage::Sqlite(pool) => Monitor::new().register(move |_| {
-            WorkerBuilder::new(name.clone())
-                .backend(queue.sqlite_reminder_worker(&pool))
-                .data(store.clone())
-                .concurrency(concurrency)
-                .build(handle)
-        }),
-        QueueStorage::Redis(conn) => Monitor::new().register(move |_| {
-            WorkerBuilder::new(name.clone())
-                .backend(queue.redis_reminder_worker(&conn))
-                .data(store.clone())
-                .concurrency(concurrency)
-                .build(handle)
-        }),
-    };
-    tracing::info!(concurrency, "reminder worker started");
-    monitor
-        .shutdown_timeout(std::time::Duration::from_secs(10))
-        .run_with_signal(async move {
-            shutdown.await;
-            stop_sweeper.cancel();
-            Ok(())
-        })
-        .await?;
+    let retry = retry_policy()?;
+    let batcher = Batcher::start(store.clone(), settings.batch);
+    let stop = stop_sweeper.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.cancel();
+    });
+    // The apalis worker ends when its queue fails (Redis restarted or unreachable, the SQLite
+    // queue unavailable): it is started again, after a pause that grows while it keeps failing.
+    // Jobs the queue lost are enqueued again by the sweeper once stale.
+    let mut failures: u32 = 0;
+    for run in 0u64.. {
+        let name = format!("reminders-{}-{run}", std::process::id());
+        let monitor = worker_monitor(&queue, name, &batcher, &retry, concurrency);
+        tracing::info!(concurrency, run, "reminder worker started");
+        let started = std::time::Instant::now();
+        let stop = stop_sweeper.clone();
+        let ended = monitor
+            .shutdown_timeout(Duration::from_secs(10))
+            .run_with_signal(async move {
+                stop.cancelled().await;
+                Ok(())
+            })
+            .await;
+        if stop_sweeper.is_cancelled() {
+            ended?;
+            break;
+        }
+        failures = if started.elapsed() > Duration::from_secs(60) {
+            1
+        } else {
+            failures.saturating_add(1)
+        };
+        let pause =
+            Duration::from_millis(100 * 2u64.pow(failures.min(7))).min(Duration::from_secs(10));
+        tracing::warn!(run, ?pause, outcome = ?ended.err(), "reminder worker ended without a shutdown (queue failed); starting it again");
+        tokio::select! {
+            () = stop_sweeper.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
     for task in background {
         task.await?;
     }

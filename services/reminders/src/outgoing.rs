@@ -3,7 +3,8 @@
 
 use careloop_channels::DeliveryMeta;
 use careloop_core::{
-    ChannelKind, Language, MessageDirection, MessageStatus, OrganizationId, PatientId,
+    ChannelKind, ConversationId, Language, MessageDirection, MessageStatus, OrganizationId,
+    PatientId,
 };
 use careloop_store::{ApprovedContent, Message, NewMessage, Provenance, Store, StoreError};
 
@@ -29,6 +30,15 @@ pub(crate) async fn prepare(
     patient: PatientId,
     out: Outgoing<'_>,
 ) -> Result<NewMessage, StoreError> {
+    let conversation = store
+        .messages()
+        .open_or_get_conversation(org, patient, out.channel)
+        .await?;
+    Ok(message_in(conversation.id, out))
+}
+
+/// The message `queued` in `conversation` (the patient's, on `out.channel`).
+pub(crate) fn message_in(conversation: ConversationId, out: Outgoing<'_>) -> NewMessage {
     let mut provenance = Provenance {
         content_version_ids: vec![out.template.version.id],
         ..Provenance::default()
@@ -36,12 +46,8 @@ pub(crate) async fn prepare(
     for (name, value) in out.checks {
         provenance.checks.insert(name.into(), value);
     }
-    let conversation = store
-        .messages()
-        .open_or_get_conversation(org, patient, out.channel)
-        .await?;
-    Ok(NewMessage {
-        conversation_id: conversation.id,
+    NewMessage {
+        conversation_id: conversation,
         direction: MessageDirection::Outbound,
         status: MessageStatus::Queued,
         body: out.body,
@@ -50,7 +56,7 @@ pub(crate) async fn prepare(
         provenance: Some(provenance),
         delivery_meta: serde_json::to_value(&out.meta).ok(),
         hold_until: None,
-    })
+    }
 }
 
 /// Stores the message `queued` in the patient's conversation on the channel (the existing one

@@ -309,7 +309,8 @@ pub async fn edit(
     Ok((schedule, outcome))
 }
 
-/// Re-plans every active schedule of the patient (after their quiet hours or zone changed).
+/// Re-plans every active schedule of the patient (after their quiet hours or zone changed; an
+/// inactive schedule was planned when it was stopped). See [`crate::follow`].
 pub async fn replan_patient(
     store: &Store,
     org: OrganizationId,
@@ -321,8 +322,10 @@ pub async fn replan_patient(
         .medication_schedules()
         .list_for_patient(org, patient)
         .await?
+        .iter()
+        .filter(|s| s.active)
     {
-        let o = plan_stored(store, org, &schedule, now).await?;
+        let o = plan_stored(store, org, schedule, now).await?;
         total.inserted += o.inserted;
         total.kept += o.kept;
         total.moved += o.moved;

@@ -1159,3 +1159,67 @@ impl Drop for PgGuard {
         .join();
     }
 }
+
+#[tokio::test]
+async fn the_workers_follower_enrols_patients_whoever_changed_them() {
+    use careloop_reminders::follow::follow_once;
+    let fx = fixture().await;
+    let id = fx.create(RELATIVE).await;
+    let now = at("2026-03-01T00:00:00Z");
+    fx.service().start(id, now).await.unwrap();
+    // The follower reads changes by the wall clock; the plan uses the test's clock.
+    let window = || {
+        let wall = chrono::Utc::now();
+        (wall - chrono::TimeDelta::minutes(5), wall)
+    };
+
+    // Created, linked and given a date after the start, by other parts of careloop.
+    let late = fx
+        .patient(P {
+            discharge: Some("2026-03-12"),
+            ..P::default()
+        })
+        .await;
+    assert!(fx.steps(id, late.id).await.is_empty());
+    let (since, until) = window();
+    let done = follow_once(&fx.store, since, until, now).await.unwrap();
+    assert!(done.patients >= 1);
+    assert_eq!(done.steps_scheduled, 2);
+    let rows = fx.steps(id, late.id).await;
+    assert_eq!(rows[0].due_at, at("2026-03-15T14:00:00Z"));
+    assert!(rows.iter().all(|r| r.state == OccurrenceState::Planned));
+
+    // Looking again changes nothing.
+    let (since, until) = window();
+    let again = follow_once(&fx.store, since, until, now).await.unwrap();
+    assert_eq!(again.steps_scheduled, 0);
+    assert_eq!(fx.steps(id, late.id).await.len(), 2);
+
+    // Taken out of the audience: their planned steps are cancelled.
+    fx.store
+        .patients()
+        .set_tags(fx.org, late.id, &[])
+        .await
+        .unwrap();
+    let (since, until) = window();
+    follow_once(&fx.store, since, until, now).await.unwrap();
+    assert!(
+        fx.steps(id, late.id)
+            .await
+            .iter()
+            .all(|r| r.state == OccurrenceState::Cancelled
+                && r.reason.as_deref() == Some("left_audience"))
+    );
+
+    // A change outside the window is not seen.
+    let wall = chrono::Utc::now();
+    let none = follow_once(
+        &fx.store,
+        wall + chrono::TimeDelta::minutes(1),
+        wall + chrono::TimeDelta::minutes(2),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(none.patients, 0);
+}

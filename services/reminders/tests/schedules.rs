@@ -312,3 +312,52 @@ async fn alerts_are_mailed_once_to_the_care_team_without_the_patients_words() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn new_quiet_hours_move_planned_doses_when_the_worker_follows_the_change() {
+    use careloop_reminders::follow::follow_once;
+    let c = common::clinic("en", "America/New_York", None).await;
+    let now = at("2026-03-05T12:00:00Z");
+    let (schedule, _) = create(&c.store, c.org, c.patient.id, &input(), None, now)
+        .await
+        .unwrap();
+    // The patient sets quiet hours in the chat: 07:00-08:30 their time.
+    c.store
+        .patients()
+        .update_preferences(
+            c.org,
+            c.patient.id,
+            &careloop_store::PatientPreferences {
+                language: c.patient.language,
+                reading_level: c.patient.reading_level,
+                timezone: c.patient.timezone,
+                quiet_hours: Some("07:00-08:30".parse().unwrap()),
+            },
+        )
+        .await
+        .unwrap();
+    let wall = Utc::now();
+    let done = follow_once(&c.store, wall - chrono::TimeDelta::minutes(5), wall, now)
+        .await
+        .unwrap();
+    assert_eq!(done.patients, 1);
+    assert_eq!(done.doses_changed, 5, "each 08:00 dose moves to 08:30");
+    let planned = c
+        .store
+        .reminder_occurrences()
+        .list_planned_for_schedule(c.org, schedule.id, at("2026-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let tz = schedule.timezone.tz();
+    let local: Vec<String> = planned
+        .iter()
+        .map(|o| o.due_at.with_timezone(&tz).format("%d %H:%M").to_string())
+        .collect();
+    assert_eq!(
+        local,
+        [
+            "06 08:30", "06 20:00", "07 08:30", "07 20:00", "08 08:30", "08 20:00", "09 08:30",
+            "09 20:00", "10 08:30", "10 20:00"
+        ]
+    );
+}

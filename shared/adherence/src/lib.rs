@@ -12,8 +12,8 @@
 //!
 //! Everything takes `now` from the caller, so tests drive the clock.
 
+use careloop_core::ReminderOccurrenceId;
 use careloop_core::{AdherenceKind, AlertKind, ChannelKind, OrganizationId, PatientId};
-use careloop_core::{OccurrenceState, ReminderOccurrenceId};
 use careloop_store::{NewAlert, NewReminderOccurrence, ReminderOccurrence, Store, StoreError};
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -156,9 +156,6 @@ pub async fn mark_missed(
         .await?;
     let mut round = MissedRound::default();
     for occ in overdue {
-        if occ.state != OccurrenceState::Sent {
-            continue;
-        }
         let org = occ.organization_id;
         let recorded = store
             .adherence_events()

@@ -59,6 +59,10 @@ pub struct ReminderSettings {
     pub alert_mail: bool,
     /// The staff dashboard, linked from alert mail.
     pub dashboard_url: Option<String>,
+    /// A reminder claimed for sending but not sent after this long had its job lost (a queue
+    /// that restarted empty, a worker that died before enqueueing): it is enqueued again
+    /// (default 120 seconds; sending it twice is impossible, so this only bounds the delay).
+    pub stale_after_secs: u64,
 }
 
 /// The patient channels, the outbox and inbound limits.
@@ -319,6 +323,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("reminders.answer_window_minutes", "720"),
     ("reminders.snooze_minutes", "30"),
     ("reminders.alert_mail", "true"),
+    ("reminders.stale_after_secs", "120"),
 ];
 
 impl Settings {
@@ -419,6 +424,9 @@ impl Settings {
         }
         if !(1..=1_440).contains(&r.snooze_minutes) {
             return Err(invalid("reminders.snooze_minutes", "must be 1-1440"));
+        }
+        if !(5..=86_400).contains(&r.stale_after_secs) {
+            return Err(invalid("reminders.stale_after_secs", "must be 5-86400"));
         }
         let telegram = &self.channels.telegram;
         if telegram.active_token()?.is_some() && telegram.mode == TelegramMode::Webhook {

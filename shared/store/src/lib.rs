@@ -39,6 +39,7 @@ pub use repos::{
     outbox::{Outbox, OutboxItem},
     patient_dates::PatientDates,
     patients::{ChannelOptOut, NewPatient, Patient, PatientPreferences, Patients},
+    reminder_batch::{BatchSend, BatchSent, DispatchContext},
     schedules::{
         MedicationSchedule, MedicationScheduleChanges, MedicationSchedules, NewMedicationSchedule,
     },

@@ -33,9 +33,10 @@
 //! while it runs. `slot_at` keeps each step's own time, so a later pass knows an occurrence that
 //! was only paced from one whose date changed.
 //!
-//! **Patients joining and leaving.** [`enrol_patient`] (call it when a patient is created, links
-//! a channel, consents again or has a date set) runs the pass for that patient in every running
-//! campaign. [`remove_patient`] cancels the patient's planned and held campaign occurrences (call
+//! **Patients joining and leaving.** [`enrol_patient`] runs the pass for one patient in every
+//! running campaign. The reminder worker calls it for every patient who changed, whoever changed
+//! them ([`crate::follow`]: created, a channel linked, consent given again, a date, tag or
+//! condition set), within seconds; `careloop patient set-date` calls it at once. [`remove_patient`] cancels the patient's planned and held campaign occurrences (call
 //! it on opt-out; the STOP command already cancels every planned occurrence of the patient, and
 //! the dispatcher removes a patient whose consent it finds withdrawn from every remaining step).
 //! A patient no longer in the audience has their planned steps cancelled (`left_audience`).
@@ -817,15 +818,16 @@ pub async fn enrol_patient(
 }
 
 /// Removes the patient from every step of every campaign still to come (planned or held by a
-/// pause): call it when the patient opts out. Returns how many occurrences were cancelled.
+/// pause), and from their medication doses still planned: call it when the patient opts out.
+/// Returns how many occurrences were cancelled.
 pub async fn remove_patient(
     store: &Store,
     org: OrganizationId,
     patient: PatientId,
 ) -> Result<u64, StoreError> {
     let cancelled = store
-        .campaign_occurrences()
-        .cancel_for_patient(org, patient, OPTED_OUT)
+        .reminder_occurrences()
+        .cancel_planned_for_patient(org, patient)
         .await?;
     if cancelled > 0 {
         tracing::info!(organization_id = %org, patient_id = %patient, cancelled, "patient removed from campaigns");

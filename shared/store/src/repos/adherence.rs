@@ -210,13 +210,10 @@ impl AdherenceEvents<'_> {
         patient: PatientId,
         since: DateTime<Utc>,
     ) -> Result<Option<ReminderOccurrence>, StoreError> {
-        reminder_occurrences::Entity::find()
+        unanswered_doses()
             .filter(reminder_occurrences::Column::OrganizationId.eq(org.as_uuid()))
             .filter(reminder_occurrences::Column::PatientId.eq(patient.as_uuid()))
-            .filter(reminder_occurrences::Column::ScheduleId.is_not_null())
-            .filter(reminder_occurrences::Column::State.eq(OccurrenceState::Sent.as_str()))
             .filter(reminder_occurrences::Column::DueAt.gte(micros(since)))
-            .filter(Expr::exists(unanswered_probe()).not())
             .order_by_desc(reminder_occurrences::Column::DueAt)
             .order_by_desc(reminder_occurrences::Column::Id)
             .one(self.store.connection())
@@ -234,12 +231,9 @@ impl AdherenceEvents<'_> {
         before: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<ReminderOccurrence>, StoreError> {
-        reminder_occurrences::Entity::find()
-            .filter(reminder_occurrences::Column::ScheduleId.is_not_null())
-            .filter(reminder_occurrences::Column::State.eq(OccurrenceState::Sent.as_str()))
+        unanswered_doses()
             .filter(reminder_occurrences::Column::DueAt.gte(micros(from)))
             .filter(reminder_occurrences::Column::DueAt.lt(micros(before)))
-            .filter(Expr::exists(unanswered_probe()).not())
             .order_by_asc(reminder_occurrences::Column::DueAt)
             .order_by_asc(reminder_occurrences::Column::Id)
             .limit(limit)
@@ -249,6 +243,15 @@ impl AdherenceEvents<'_> {
             .map(ReminderOccurrence::try_from)
             .collect()
     }
+}
+
+/// Medication reminders (a schedule's doses, not campaign messages) that were sent and have no
+/// adherence event yet.
+fn unanswered_doses() -> sea_orm::Select<reminder_occurrences::Entity> {
+    reminder_occurrences::Entity::find()
+        .filter(reminder_occurrences::Column::ScheduleId.is_not_null())
+        .filter(reminder_occurrences::Column::State.eq(OccurrenceState::Sent.as_str()))
+        .filter(Expr::exists(unanswered_probe()).not())
 }
 
 /// `SELECT 1 FROM adherence_events WHERE occurrence_id = reminder_occurrences.id`: any event

@@ -87,11 +87,9 @@ impl TryFrom<Model> for AuditEntry {
 }
 
 /// Appends on any connection or transaction, so that a change and its audit entry commit together.
-pub(crate) async fn append_in<C: ConnectionTrait>(
-    db: &C,
-    entry: NewAuditEntry,
-) -> Result<AuditEntry, StoreError> {
-    let model = ActiveModel {
+/// The row for `entry`, stamped now.
+pub(crate) fn entry_model(entry: NewAuditEntry) -> ActiveModel {
+    ActiveModel {
         id: Set(AuditEntryId::new().as_uuid()),
         organization_id: Set(entry.organization_id.map(|o| o.as_uuid())),
         actor: Set(entry.actor.to_string()),
@@ -101,9 +99,27 @@ pub(crate) async fn append_in<C: ConnectionTrait>(
         details: Set(entry.details),
         created_at: Set(now()),
     }
-    .insert(db)
-    .await?;
-    AuditEntry::try_from(model)
+}
+
+pub(crate) async fn append_in<C: ConnectionTrait>(
+    db: &C,
+    entry: NewAuditEntry,
+) -> Result<AuditEntry, StoreError> {
+    AuditEntry::try_from(entry_model(entry).insert(db).await?)
+}
+
+/// Appends every entry in one statement.
+pub(crate) async fn append_many_in<C: ConnectionTrait>(
+    db: &C,
+    entries: Vec<NewAuditEntry>,
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(entries.into_iter().map(entry_model))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 /// `store.audit()`: append and read only. There is deliberately no way to change or remove an

@@ -76,10 +76,29 @@ fn of_campaign(org: OrganizationId, campaign: CampaignId) -> sea_orm::Condition 
         .add(occ::Column::CampaignId.eq(campaign.as_uuid()))
 }
 
-fn held() -> sea_orm::Condition {
+pub(crate) fn held() -> sea_orm::Condition {
     sea_orm::Condition::all()
         .add(occ::Column::State.eq(OccurrenceState::Cancelled.as_str()))
         .add(occ::Column::Reason.eq(PAUSED))
+}
+
+/// Cancels the occurrences matching `which`, marking them with `reason`; returns how many.
+pub(crate) async fn cancel_where(
+    db: &impl sea_orm::ConnectionTrait,
+    which: sea_orm::Condition,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let res = occ::Entity::update_many()
+        .col_expr(
+            occ::Column::State,
+            Expr::value(OccurrenceState::Cancelled.as_str()),
+        )
+        .col_expr(occ::Column::Reason, Expr::value(reason))
+        .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
+        .filter(which)
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
 }
 
 /// Planned, or held by a pause: what a cancel or an opt-out still has to stop.
@@ -264,18 +283,9 @@ impl CampaignOccurrences<'_> {
     /// Holds back every planned occurrence of the campaign (cancelled with reason
     /// [`PAUSED`]); returns how many.
     pub async fn hold(&self, org: OrganizationId, campaign: CampaignId) -> Result<u64, StoreError> {
-        let res = occ::Entity::update_many()
-            .col_expr(
-                occ::Column::State,
-                Expr::value(OccurrenceState::Cancelled.as_str()),
-            )
-            .col_expr(occ::Column::Reason, Expr::value(PAUSED))
-            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
-            .filter(of_campaign(org, campaign))
-            .filter(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
-            .exec(self.store.connection())
-            .await?;
-        Ok(res.rows_affected)
+        let planned = of_campaign(org, campaign)
+            .add(occ::Column::State.eq(OccurrenceState::Planned.as_str()));
+        cancel_where(self.store.connection(), planned, PAUSED).await
     }
 
     /// Up to `limit` occurrences held by a pause, by due time then id, after `after` (the last
@@ -320,42 +330,12 @@ impl CampaignOccurrences<'_> {
         campaign: CampaignId,
         reason: &str,
     ) -> Result<u64, StoreError> {
-        let res = occ::Entity::update_many()
-            .col_expr(
-                occ::Column::State,
-                Expr::value(OccurrenceState::Cancelled.as_str()),
-            )
-            .col_expr(occ::Column::Reason, Expr::value(reason))
-            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
-            .filter(of_campaign(org, campaign))
-            .filter(open())
-            .exec(self.store.connection())
-            .await?;
-        Ok(res.rows_affected)
-    }
-
-    /// Cancels the patient's occurrences of every campaign that are planned or held by a pause,
-    /// with `reason` (the patient opted out); returns how many.
-    pub async fn cancel_for_patient(
-        &self,
-        org: OrganizationId,
-        patient: PatientId,
-        reason: &str,
-    ) -> Result<u64, StoreError> {
-        let res = occ::Entity::update_many()
-            .col_expr(
-                occ::Column::State,
-                Expr::value(OccurrenceState::Cancelled.as_str()),
-            )
-            .col_expr(occ::Column::Reason, Expr::value(reason))
-            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
-            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
-            .filter(occ::Column::PatientId.eq(patient.as_uuid()))
-            .filter(occ::Column::CampaignId.is_not_null())
-            .filter(open())
-            .exec(self.store.connection())
-            .await?;
-        Ok(res.rows_affected)
+        cancel_where(
+            self.store.connection(),
+            of_campaign(org, campaign).add(open()),
+            reason,
+        )
+        .await
     }
 
     /// Whether anything of the campaign is still to be sent: planned, being dispatched, or held

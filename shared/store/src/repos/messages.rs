@@ -384,23 +384,15 @@ impl Messages<'_> {
 
 /// [`Messages::append_message`] inside the caller's write transaction, so that a message and
 /// what it settles (a reminder's occurrence, its audit entry) commit together.
-pub(crate) async fn append_in<C: ConnectionTrait>(
-    txn: &C,
+/// The row for `new` in `conversation` (already checked to be the organization's).
+pub(crate) fn message_model(
+    id: MessageId,
     org: OrganizationId,
+    conversation: &conversations::Model,
     new: NewMessage,
-) -> Result<Inserted<Message>, StoreError> {
-    if new.body.is_empty() {
-        return Err(careloop_core::ParseError::new("body", "must not be empty").into());
-    }
-    let conversation = conversation_in(txn, org, new.conversation_id)
-        .await?
-        .ok_or(StoreError::NotFound {
-            entity: "conversation",
-        })?;
-    let at = now();
-    let id = MessageId::new();
-    let key = new.idempotency_key.clone();
-    let insert = messages::Entity::insert(messages::ActiveModel {
+    at: DateTime<Utc>,
+) -> messages::ActiveModel {
+    messages::ActiveModel {
         id: Set(id.as_uuid()),
         organization_id: Set(org.as_uuid()),
         conversation_id: Set(conversation.id),
@@ -419,10 +411,29 @@ pub(crate) async fn append_in<C: ConnectionTrait>(
         next_attempt_at: Set(new.hold_until.map(micros)),
         delivery_meta: Set(new.delivery_meta),
         provider_message_id: Set(None),
-    })
-    .on_conflict_do_nothing_on([messages::Column::IdempotencyKey])
-    .exec_without_returning(txn)
-    .await?;
+    }
+}
+
+pub(crate) async fn append_in<C: ConnectionTrait>(
+    txn: &C,
+    org: OrganizationId,
+    new: NewMessage,
+) -> Result<Inserted<Message>, StoreError> {
+    if new.body.is_empty() {
+        return Err(careloop_core::ParseError::new("body", "must not be empty").into());
+    }
+    let conversation = conversation_in(txn, org, new.conversation_id)
+        .await?
+        .ok_or(StoreError::NotFound {
+            entity: "conversation",
+        })?;
+    let at = now();
+    let id = MessageId::new();
+    let key = new.idempotency_key.clone();
+    let insert = messages::Entity::insert(message_model(id, org, &conversation, new, at))
+        .on_conflict_do_nothing_on([messages::Column::IdempotencyKey])
+        .exec_without_returning(txn)
+        .await?;
     let inserted = matches!(insert, sea_orm::TryInsertResult::Inserted(n) if n > 0);
     if !inserted {
         let existing = match &key {

@@ -21,6 +21,7 @@ pub mod organizations;
 pub mod outbox;
 pub mod patient_dates;
 pub mod patients;
+pub mod reminder_batch;
 pub mod schedules;
 pub mod staff;
 

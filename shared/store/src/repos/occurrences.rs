@@ -193,26 +193,6 @@ impl ReminderOccurrences<'_> {
             .collect()
     }
 
-    /// Occurrences left in `dispatching` since before `before` (their job was lost: a worker
-    /// died between claiming and queueing), of every organization, oldest first. For the
-    /// sweeper, which enqueues them again; scope further work to each `organization_id`.
-    pub async fn stale_dispatching(
-        &self,
-        before: DateTime<Utc>,
-        limit: u64,
-    ) -> Result<Vec<ReminderOccurrence>, StoreError> {
-        occ::Entity::find()
-            .filter(occ::Column::State.eq(OccurrenceState::Dispatching.as_str()))
-            .filter(occ::Column::UpdatedAt.lt(micros(before)))
-            .order_by_asc(occ::Column::UpdatedAt)
-            .limit(limit)
-            .all(self.store.connection())
-            .await?
-            .into_iter()
-            .map(ReminderOccurrence::try_from)
-            .collect()
-    }
-
     /// The patient's occurrences due in `[from, to)`, earliest first.
     pub async fn list_for_patient(
         &self,
@@ -305,26 +285,29 @@ impl ReminderOccurrences<'_> {
         updated_one(res.rows_affected, "reminder occurrence")
     }
 
-    /// Cancels every occurrence of the patient still `Planned` (after an opt-out); returns how
-    /// many. Occurrences already being dispatched are left to the dispatcher, which checks
-    /// consent again before sending.
+    /// Cancels every occurrence of the patient still to be sent (after an opt-out): `Planned`
+    /// ones, and campaign steps held by a paused campaign (which a resume would otherwise plan
+    /// again); each is marked with the reason `opted_out`. Returns how many. Occurrences already
+    /// being dispatched are left to the dispatcher, which checks consent again before sending.
     pub async fn cancel_planned_for_patient(
         &self,
         org: OrganizationId,
         patient: PatientId,
     ) -> Result<u64, StoreError> {
-        let res = occ::Entity::update_many()
-            .col_expr(
-                occ::Column::State,
-                Expr::value(OccurrenceState::Cancelled.as_str()),
-            )
-            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
-            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
-            .filter(occ::Column::PatientId.eq(patient.as_uuid()))
-            .filter(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
-            .exec(self.store.connection())
-            .await?;
-        Ok(res.rows_affected)
+        let still_to_send = sea_orm::Condition::all()
+            .add(occ::Column::OrganizationId.eq(org.as_uuid()))
+            .add(occ::Column::PatientId.eq(patient.as_uuid()))
+            .add(
+                sea_orm::Condition::any()
+                    .add(occ::Column::State.eq(OccurrenceState::Planned.as_str()))
+                    .add(crate::repos::campaign_occurrences::held()),
+            );
+        crate::repos::campaign_occurrences::cancel_where(
+            self.store.connection(),
+            still_to_send,
+            "opted_out",
+        )
+        .await
     }
 
     /// Moves `from` → `to` only if the occurrence is still in `from`; `Ok(false)` if it was not
@@ -345,34 +328,6 @@ impl ReminderOccurrences<'_> {
             .exec(self.store.connection())
             .await?;
         Ok(res.rows_affected == 1)
-    }
-
-    /// Records the message a reminder was sent as. The message must belong to the organization.
-    pub async fn attach_message(
-        &self,
-        org: OrganizationId,
-        id: ReminderOccurrenceId,
-        message: MessageId,
-    ) -> Result<(), StoreError> {
-        let txn = self.store.begin_write().await?;
-        let n = messages::Entity::find()
-            .filter(messages::Column::Id.eq(message.as_uuid()))
-            .filter(messages::Column::OrganizationId.eq(org.as_uuid()))
-            .count(&txn)
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound { entity: "message" });
-        }
-        let res = occ::Entity::update_many()
-            .col_expr(occ::Column::MessageId, Expr::value(Some(message.as_uuid())))
-            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
-            .filter(occ::Column::Id.eq(id.as_uuid()))
-            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
-            .exec(&txn)
-            .await?;
-        updated_one(res.rows_affected, "reminder occurrence")?;
-        txn.commit().await?;
-        Ok(())
     }
 }
 
@@ -478,43 +433,6 @@ impl ReminderOccurrences<'_> {
         }
         txn.commit().await?;
         Ok(moved)
-    }
-
-    /// Stores the reminder's outbound message (or finds it by its idempotency key, when an
-    /// earlier attempt stored it) and moves the occurrence `from` → `Sent` with that message, with
-    /// `audit`, all in one transaction. Returns the message and whether the occurrence moved
-    /// (`false`: another worker settled it first; the message is then the one it stored).
-    pub async fn send_as(
-        &self,
-        org: OrganizationId,
-        id: ReminderOccurrenceId,
-        from: OccurrenceState,
-        message: crate::NewMessage,
-        audit: crate::NewAuditEntry,
-    ) -> Result<(Inserted<crate::Message>, bool), StoreError> {
-        let txn = self.store.begin_write().await?;
-        let stored = crate::repos::messages::append_in(&txn, org, message).await?;
-        let res = occ::Entity::update_many()
-            .col_expr(
-                occ::Column::State,
-                Expr::value(OccurrenceState::Sent.as_str()),
-            )
-            .col_expr(
-                occ::Column::MessageId,
-                Expr::value(Some(stored.get().id.as_uuid())),
-            )
-            .col_expr(occ::Column::UpdatedAt, Expr::value(now()))
-            .filter(occ::Column::Id.eq(id.as_uuid()))
-            .filter(occ::Column::OrganizationId.eq(org.as_uuid()))
-            .filter(occ::Column::State.eq(from.as_str()))
-            .exec(&txn)
-            .await?;
-        let moved = res.rows_affected == 1;
-        if moved {
-            crate::repos::audit::append_in(&txn, audit).await?;
-        }
-        txn.commit().await?;
-        Ok((stored, moved))
     }
 
     async fn claim_batch(

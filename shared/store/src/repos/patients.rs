@@ -10,7 +10,7 @@ use sea_orm::{
     QueryOrder, sea_query::Expr,
 };
 
-use crate::convert::{from_json, now, parse, parse_opt, to_json};
+use crate::convert::{from_json, micros, now, parse, parse_opt, to_json};
 use crate::entities::{
     conditions, patient_channel_opt_outs as opt_outs, patient_conditions, patients,
 };
@@ -300,6 +300,7 @@ impl Patients<'_> {
                 .exec(&txn)
                 .await?;
         }
+        touch(&txn, org, id).await?;
         txn.commit().await?;
         tracing::info!(organization_id = %org, patient_id = %id, %channel, opted_out, "channel preference changed");
         Ok(())
@@ -366,6 +367,7 @@ impl Patients<'_> {
         .on_conflict_do_nothing()
         .exec_without_returning(&txn)
         .await?;
+        touch(&txn, org, id).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -383,8 +385,55 @@ impl Patients<'_> {
             .filter(patient_conditions::Column::ConditionId.eq(condition.as_uuid()))
             .exec(&txn)
             .await?;
+        touch(&txn, org, id).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Patients of every organization changed since `since` (exclusive) up to `until`
+    /// (inclusive): created, or their preferences, consent, tags, conditions or channel opt-outs
+    /// changed, a channel linked or a date set. Oldest change first, each patient once; for the
+    /// reminder worker, which re-plans their doses and enrols them in running campaigns.
+    pub async fn changed_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(OrganizationId, PatientId)>, StoreError> {
+        use crate::entities::{channel_identities as identities, patient_dates as dates};
+        let db = self.store.connection();
+        let (since, until) = (micros(since), micros(until));
+        let mut changed: Vec<(DateTime<Utc>, uuid::Uuid, uuid::Uuid)> = Vec::new();
+        for p in patients::Entity::find()
+            .filter(patients::Column::UpdatedAt.gt(since))
+            .filter(patients::Column::UpdatedAt.lte(until))
+            .all(db)
+            .await?
+        {
+            changed.push((p.updated_at, p.organization_id, p.id));
+        }
+        for i in identities::Entity::find()
+            .filter(identities::Column::CreatedAt.gt(since))
+            .filter(identities::Column::CreatedAt.lte(until))
+            .all(db)
+            .await?
+        {
+            changed.push((i.created_at, i.organization_id, i.patient_id));
+        }
+        for d in dates::Entity::find()
+            .filter(dates::Column::UpdatedAt.gt(since))
+            .filter(dates::Column::UpdatedAt.lte(until))
+            .all(db)
+            .await?
+        {
+            changed.push((d.updated_at, d.organization_id, d.patient_id));
+        }
+        changed.sort();
+        let mut seen = std::collections::HashSet::new();
+        Ok(changed
+            .into_iter()
+            .filter(|(_, _, id)| seen.insert(*id))
+            .map(|(_, org, id)| (OrganizationId::from_uuid(org), PatientId::from_uuid(id)))
+            .collect())
     }
 
     /// The patient's conditions, by code.
@@ -414,6 +463,22 @@ impl Patients<'_> {
             .map(Condition::try_from)
             .collect()
     }
+}
+
+/// Marks the patient changed (`updated_at`), so that what follows patients' changes (re-planned
+/// doses, campaign enrolment) sees this one.
+async fn touch<C: ConnectionTrait>(
+    db: &C,
+    org: OrganizationId,
+    id: PatientId,
+) -> Result<(), StoreError> {
+    patients::Entity::update_many()
+        .col_expr(patients::Column::UpdatedAt, Expr::value(now()))
+        .filter(patients::Column::Id.eq(id.as_uuid()))
+        .filter(patients::Column::OrganizationId.eq(org.as_uuid()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn get_in<C: ConnectionTrait>(

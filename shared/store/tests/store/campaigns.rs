@@ -340,15 +340,19 @@ async fn campaign_occurrences_in_bulk(store: &Store) {
         .iter()
         .filter(|o| o.state != OccurrenceState::Skipped)
         .count() as u64;
+    let all = store.reminder_occurrences();
+    assert_eq!(all.cancel_planned_for_patient(other, b).await.unwrap(), 0);
     assert_eq!(
-        occ.cancel_for_patient(other, b, "opted_out").await.unwrap(),
-        0
-    );
-    assert_eq!(
-        occ.cancel_for_patient(org.id, b, "opted_out")
-            .await
-            .unwrap(),
+        all.cancel_planned_for_patient(org.id, b).await.unwrap(),
         b_open
+    );
+    assert!(
+        occ.for_patients(org.id, campaign, &[b])
+            .await
+            .unwrap()
+            .iter()
+            .filter(|o| o.state == OccurrenceState::Cancelled)
+            .all(|o| o.reason.as_deref() == Some("opted_out"))
     );
     assert_eq!(
         occ.cancel_open(org.id, campaign, "campaign_cancelled")

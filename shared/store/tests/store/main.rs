@@ -14,5 +14,6 @@ mod fixtures;
 mod idempotency;
 mod migrations;
 mod passwords;
+mod reminder_batch;
 mod roundtrip;
 mod tenancy;

@@ -917,14 +917,15 @@ async fn schedules_occurrences_campaigns_adherence(store: &Store) {
         .open_or_get_conversation(org.id, p.id, ChannelKind::Telegram)
         .await
         .unwrap();
-    let reminder = store
-        .messages()
-        .append_message(
-            org.id,
-            NewMessage {
+    let batch = occurrences
+        .send_many(vec![BatchSend {
+            organization_id: org.id,
+            occurrence_id: occ.id,
+            from: OccurrenceState::Dispatching,
+            message: NewMessage {
                 conversation_id: conv.id,
                 direction: MessageDirection::Outbound,
-                status: MessageStatus::Sent,
+                status: MessageStatus::Queued,
                 body: "Time for Metformin 500 mg".to_owned(),
                 language: Some(Language::English),
                 idempotency_key: Some(format!("occurrence:{}", occ.id)),
@@ -932,21 +933,22 @@ async fn schedules_occurrences_campaigns_adherence(store: &Store) {
                 delivery_meta: None,
                 hold_until: None,
             },
-        )
-        .await
-        .unwrap()
-        .into_inner();
-    occurrences
-        .attach_message(org.id, occ.id, reminder.id)
+            audit: NewAuditEntry {
+                organization_id: Some(org.id),
+                actor: Actor::System,
+                action: "reminder.sent".into(),
+                entity_type: "reminder_occurrence".into(),
+                entity_id: occ.id.to_string(),
+                details: serde_json::json!({}),
+            },
+        }])
         .await
         .unwrap();
-    occurrences
-        .set_state(org.id, occ.id, OccurrenceState::Sent)
-        .await
-        .unwrap();
+    assert!(batch[0].moved);
+    let reminder_id = batch[0].message_id.unwrap();
     let sent = occurrences.get(org.id, occ.id).await.unwrap().unwrap();
     assert_eq!(sent.state, OccurrenceState::Sent);
-    assert_eq!(sent.message_id, Some(reminder.id));
+    assert_eq!(sent.message_id, Some(reminder_id));
     assert_eq!(
         occurrences
             .due(at("2025-03-02T00:00:00Z"), 10)
