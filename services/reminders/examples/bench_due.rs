@@ -257,6 +257,8 @@ async fn sent(store: &Store) -> anyhow::Result<i64> {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
+    // Quiet unless RUST_LOG asks (e.g. `careloop_reminders=debug` for batch sizes and times).
+    careloop_telemetry::init(false, "warn")?;
     let count = args.number("--count", 100_000)? as i64;
     let concurrency = args.number("--concurrency", 32)? as usize;
     let lead_ms = args.number("--lead-ms", 3000)?;

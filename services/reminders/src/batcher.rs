@@ -101,8 +101,14 @@ async fn run(store: Store, mut waiting: mpsc::Receiver<Waiting>, settings: Batch
 async fn answer(store: &Store, batch: Vec<Waiting>) {
     let (jobs, senders): (Vec<ReminderDue>, Vec<oneshot::Sender<Answer>>) =
         batch.into_iter().unzip();
+    let started = std::time::Instant::now();
     match dispatch_batch(store, &jobs).await {
         Ok(answers) => {
+            tracing::debug!(
+                jobs = jobs.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "reminder batch dispatched"
+            );
             for (sender, answer) in senders.into_iter().zip(answers) {
                 let _ = sender.send(answer);
             }

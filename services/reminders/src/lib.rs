@@ -59,7 +59,7 @@ fn worker_monitor(
     match queue.storage().clone() {
         QueueStorage::Sqlite(pool) => Monitor::new().register(move |_| {
             WorkerBuilder::new(name.clone())
-                .backend(queue.sqlite_reminder_worker(&pool))
+                .backend(queue.sqlite_reminder_worker(&pool, concurrency))
                 .data(batcher.clone())
                 .retry(retry.clone())
                 .concurrency(concurrency)
@@ -67,7 +67,7 @@ fn worker_monitor(
         }),
         QueueStorage::Redis(conn) => Monitor::new().register(move |_| {
             WorkerBuilder::new(name.clone())
-                .backend(queue.redis_reminder_worker(&conn))
+                .backend(queue.redis_reminder_worker(&conn, concurrency))
                 .data(batcher.clone())
                 .retry(retry.clone())
                 .concurrency(concurrency)

@@ -28,11 +28,22 @@ pub struct ReminderDue {
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const MISSED_HEARTBEATS: usize = 3;
 
-/// An idle worker looks for new jobs this often (apalis otherwise waits for its next heartbeat).
-const IDLE_POLL: Duration = Duration::from_millis(100);
+/// A worker fetches jobs at most this often (apalis polls at a fixed interval, idle or busy), so
+/// a worker's rate is bounded by its fetch batch per interval: 20 ms on Redis (an idle poll is
+/// one script call), 100 ms on the SQLite queue (one query).
+const REDIS_POLL: Duration = Duration::from_millis(20);
+const SQLITE_POLL: Duration = Duration::from_millis(100);
 
-/// Jobs a worker fetches at once.
+/// Jobs fetched at once by other users of the storage.
 const FETCH_BATCH: usize = 32;
+
+/// Jobs a reminder worker fetches at once: four times what it runs at once (between 32 and
+/// 512), so that the next jobs are at hand when a batch finishes and a poll interval never
+/// caps the rate below what the worker can do. Jobs fetched and not yet run are recovered like
+/// running ones if the worker dies (after the missed heartbeats).
+pub fn fetch_batch(concurrency: usize) -> usize {
+    concurrency.saturating_mul(4).clamp(32, 512)
+}
 
 /// Queue names are stable strings (`<namespace>.reminder_due`), not Rust type paths, so renaming a
 /// type never strands jobs, and deployments sharing one Redis keep apart by namespace.
@@ -158,10 +169,14 @@ impl QueueConnection {
 
     /// The SQLite storage for reminder jobs.
     pub fn sqlite_reminders(&self, pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
+        self.sqlite_fetching(pool, FETCH_BATCH)
+    }
+
+    fn sqlite_fetching(&self, pool: &SqlitePool, fetch: usize) -> SqliteStorage<ReminderDue> {
         SqliteStorage::new(pool).with_config(
             apalis_sqlite::Config::default()
                 .queue(self.reminder_queue())
-                .batch_size(FETCH_BATCH)
+                .batch_size(fetch)
                 .heartbeat_interval(HEARTBEAT)
                 .missed_heartbeats(MISSED_HEARTBEATS),
         )
@@ -169,31 +184,44 @@ impl QueueConnection {
 
     /// The Redis storage for reminder jobs.
     pub fn redis_reminders(&self, conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
+        self.redis_fetching(conn, FETCH_BATCH)
+    }
+
+    fn redis_fetching(&self, conn: &ConnectionManager, fetch: usize) -> RedisStorage<ReminderDue> {
         RedisStorage::new(conn.clone()).with_config(
             apalis_redis::Config::default()
                 .queue(self.reminder_queue())
-                .batch_size(FETCH_BATCH)
+                .batch_size(fetch)
                 .heartbeat_interval(HEARTBEAT)
-                .missed_heartbeats(MISSED_HEARTBEATS),
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                // A fetch already moves each job into this worker's in-flight set, which is what
+                // recovery after a crash goes by; a lease on top of it only adds, per job, a
+                // `LREM` over the whole queue (O(queue length): 100,000 reminders due at once
+                // made it quadratic). A reminder job takes milliseconds, far under a heartbeat.
+                .lock_tasks(false),
         )
     }
 
-    /// The SQLite storage for a reminder worker: as [`Self::sqlite_reminders`], and an idle
-    /// worker looks for jobs every 100 ms.
+    /// The SQLite storage for a reminder worker running `concurrency` jobs at once: as
+    /// [`Self::sqlite_reminders`], fetching [`fetch_batch`] jobs at a time, every 100 ms at most.
     pub fn sqlite_reminder_worker(
         &self,
         pool: &SqlitePool,
+        concurrency: usize,
     ) -> PollWith<SqliteStorage<ReminderDue>, IntervalStrategy> {
-        self.sqlite_reminders(pool).poll_with_interval(IDLE_POLL)
+        self.sqlite_fetching(pool, fetch_batch(concurrency))
+            .poll_with_interval(SQLITE_POLL)
     }
 
-    /// The Redis storage for a reminder worker: as [`Self::redis_reminders`], and an idle worker
-    /// looks for jobs every 100 ms.
+    /// The Redis storage for a reminder worker running `concurrency` jobs at once: as
+    /// [`Self::redis_reminders`], fetching [`fetch_batch`] jobs at a time, every 20 ms at most.
     pub fn redis_reminder_worker(
         &self,
         conn: &ConnectionManager,
+        concurrency: usize,
     ) -> PollWith<RedisStorage<ReminderDue>, IntervalStrategy> {
-        self.redis_reminders(conn).poll_with_interval(IDLE_POLL)
+        self.redis_fetching(conn, fetch_batch(concurrency))
+            .poll_with_interval(REDIS_POLL)
     }
 
     /// Enqueues a reminder to run at `due` (at once when `due` has passed).
