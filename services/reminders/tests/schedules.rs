@@ -30,6 +30,25 @@ fn input() -> ScheduleInput {
     }
 }
 
+/// The schedule's planned doses, and each one's day and time in the schedule's zone.
+async fn planned_local(
+    c: &common::Clinic,
+    schedule: &careloop_store::MedicationSchedule,
+) -> (Vec<careloop_store::ReminderOccurrence>, Vec<String>) {
+    let planned = c
+        .store
+        .reminder_occurrences()
+        .list_planned_for_schedule(c.org, schedule.id, at("2026-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let tz = schedule.timezone.tz();
+    let local = planned
+        .iter()
+        .map(|o| o.due_at.with_timezone(&tz).format("%d %H:%M").to_string())
+        .collect();
+    (planned, local)
+}
+
 fn fields(err: ScheduleError) -> Vec<&'static str> {
     match err {
         ScheduleError::Invalid(errors) => errors.iter().map(|e| e.field).collect(),
@@ -53,17 +72,7 @@ async fn a_new_schedule_is_planned_at_once_in_the_patients_time_across_dst() {
     // 6th..10th March, twice a day.
     assert_eq!(outcome.inserted, 10);
     assert_eq!(schedule.timezone, c.patient.timezone);
-    let planned = c
-        .store
-        .reminder_occurrences()
-        .list_planned_for_schedule(c.org, schedule.id, at("2026-03-01T00:00:00Z"))
-        .await
-        .unwrap();
-    let tz = schedule.timezone.tz();
-    let local: Vec<String> = planned
-        .iter()
-        .map(|o| o.due_at.with_timezone(&tz).format("%d %H:%M").to_string())
-        .collect();
+    let (planned, local) = planned_local(&c, &schedule).await;
     assert_eq!(
         local,
         [
@@ -342,17 +351,7 @@ async fn new_quiet_hours_move_planned_doses_when_the_worker_follows_the_change()
         .unwrap();
     assert_eq!(done.patients, 1);
     assert_eq!(done.doses_changed, 5, "each 08:00 dose moves to 08:30");
-    let planned = c
-        .store
-        .reminder_occurrences()
-        .list_planned_for_schedule(c.org, schedule.id, at("2026-03-01T00:00:00Z"))
-        .await
-        .unwrap();
-    let tz = schedule.timezone.tz();
-    let local: Vec<String> = planned
-        .iter()
-        .map(|o| o.due_at.with_timezone(&tz).format("%d %H:%M").to_string())
-        .collect();
+    let (_, local) = planned_local(&c, &schedule).await;
     assert_eq!(
         local,
         [
