@@ -59,7 +59,8 @@ fi
 
 # --- 2. careloop's side, built ------------------------------------------------------------
 log "building the bench_llm example (dev profile)"
-cargo build --locked -p careloop-llm --example bench_llm
+# --workspace, not -p: the same feature set as every other build, so mistral.rs is not rebuilt.
+cargo build --locked --workspace --example bench_llm
 
 # A build on the same cores spoils a measurement: wait for a quiet machine, watch during each
 # round, and run a round again when cargo/rustc/cc ran during it (BENCH_ALLOW_BUSY=1: don't).

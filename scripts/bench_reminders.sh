@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Reminders due at once, careloop against BullMQ on the same Redis and PostgreSQL, side by side.
 #
-#   scripts/bench_reminders.sh [--count N] [--rounds R] [--concurrency C] [--scenarios LIST] [--write]
+#   scripts/bench_reminders.sh [--count N] [--rounds R] [--concurrency C] [--jobs J] [--scenarios LIST] [--write]
 #
 # Each round runs, for each scenario, careloop and then BullMQ on a fresh PostgreSQL database
 # seeded identically by `bench_due seed` (N occurrences over 1,000 consented Telegram patients):
 #   minute  N reminders due spread evenly over one minute;
 #   burst   N reminders due at the same instant (the worst case of "due within the same minute").
 # careloop: the real reminder worker (`careloop_reminders::run`: due sweeper + apalis-redis
-# worker, concurrency C) in `bench_due run`. BullMQ: delayed jobs added ahead of their due time,
-# run by `scripts/bench/bullmq/bench.mjs` in 2 Node processes with C/2 concurrency each. Both do
+# worker running J jobs at once, a job being up to 64 reminders due together) in `bench_due run`.
+# BullMQ: delayed jobs added ahead of their due time, one per reminder, run by
+# `scripts/bench/bullmq/bench.mjs` in 2 Node processes with C/2 concurrency each. Both do
 # careloop's dispatch work per reminder against PostgreSQL (see bench.mjs for the definition).
 # Lateness (the occurrence's `sent` time − its due time) and throughput come from the same SQL
 # on both sides (`bench_due report`). Redis: db 7 under a key prefix per run, removed afterwards;
@@ -19,15 +20,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/careloop-target}"
-COUNT=100000; ROUNDS=1; CONCURRENCY=32; SCENARIOS="minute burst"; WRITE=0
+COUNT=100000; ROUNDS=1; CONCURRENCY=32; JOBS=4; SCENARIOS="minute burst"; WRITE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --count) COUNT="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
+    --jobs) JOBS="$2"; shift 2 ;;
     --scenarios) SCENARIOS="$2"; shift 2 ;;
     --write) WRITE=1; shift ;;
-    *) echo "usage: $0 [--count N] [--rounds R] [--concurrency C] [--scenarios 'minute burst'] [--write]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--count N] [--rounds R] [--concurrency C] [--jobs J] [--scenarios 'minute burst'] [--write]" >&2; exit 2 ;;
   esac
 done
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -39,7 +41,7 @@ REDIS_DB="${REDIS_URL##*/}"
 BENCH="$CARGO_TARGET_DIR/debug/examples/bench_due"
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   log "building the careloop side (bench_due)"
-  cargo build --locked -p careloop-reminders --example bench_due
+  cargo build --locked --workspace --example bench_due
 fi
 BULL=scripts/bench/bullmq
 if ! cmp -s "$BULL/package-lock.json" "$BULL/node_modules/.careloop-lock"; then
@@ -85,7 +87,7 @@ for round in $(seq 1 "$ROUNDS"); do
       log "round $round, $scenario, $side: running"
       if [ "$side" = careloop ]; then
         "$BENCH" run --database-url "$url" --redis-url "$REDIS_URL" --namespace "$tag" \
-          --count "$COUNT" --concurrency "$CONCURRENCY" --lead-ms 3000
+          --count "$COUNT" --concurrency "$JOBS" --lead-ms 3000
       else
         node "$BULL/bench.mjs" --db "$url" --redis "$REDIS_URL" --prefix "$tag" \
           --count "$COUNT" --concurrency "$CONCURRENCY" --processes 2 --lead-ms 30000
@@ -98,11 +100,11 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$OUT" "$ROUNDS" "$COUNT" "$CONCURRENCY" "$SCENARIOS" "$WRITE" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$COUNT" "$CONCURRENCY" "$SCENARIOS" "$WRITE" "$JOBS" <<'PY'
 import datetime, json, os, pathlib, statistics, subprocess, sys
 sys.path.insert(0, "scripts")
 from benchmarks_md import write_section
-out, rounds, count, conc, scenarios, write = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5].split(), sys.argv[6] == "1"
+out, rounds, count, conc, scenarios, write, jobs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5].split(), sys.argv[6] == "1", sys.argv[7]
 def load(s, side):
     return [json.load(open(f"{out}/{s}-{side}-{r}.json")) for r in range(1, rounds + 1)]
 def med(rows, key):
@@ -111,7 +113,7 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 lines = [
     f"<!-- bench_reminders:start -->",
-    f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC (commit {commit}) with `scripts/bench_reminders.sh --count {count} --rounds {rounds}`: {cpu}, {os.cpu_count()} cores shared by PostgreSQL 15, Redis 7, the worker(s) and the bench; median of {rounds} round(s); worker concurrency {conc} on both sides.",
+    f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC (commit {commit}) with `scripts/bench_reminders.sh --count {count} --rounds {rounds} --jobs {jobs} --concurrency {conc}`: {cpu}, {os.cpu_count()} cores shared by PostgreSQL 15, Redis 7, the worker(s) and the bench; median of {rounds} round(s); careloop: one worker process running {jobs} jobs (of up to 64 reminders) at once; BullMQ: 2 worker processes, concurrency {conc} in all.",
     "",
     "| scenario | metric | careloop | BullMQ | careloop / BullMQ |",
     "| --- | --- | --- | --- | --- |",

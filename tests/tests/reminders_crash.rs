@@ -6,7 +6,8 @@
 //! What this proves, and what it does not:
 //!
 //! * The processes killed are the reminder workers: the due sweeper (claims occurrences and
-//!   enqueues jobs) and the apalis worker (turns a job into one outbox message). A kill can land
+//!   enqueues jobs of up to 64 reminders) and the apalis worker (turns a job's reminders into outbox
+//!   messages, one transaction per job). A kill can land
 //!   between claiming and enqueueing, while jobs are fetched and locked, in the middle of a
 //!   dispatch (message stored but occurrence not yet `sent`), or before a job is acknowledged.
 //!   Recovery is the real one: apalis re-enqueues the jobs of a worker whose heartbeats stopped,

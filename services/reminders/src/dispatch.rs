@@ -7,9 +7,10 @@
 //! from the occurrence's own key: however often a job is delivered, or however many workers take
 //! it at once, one message exists for one dose, and the outbox sends it once.
 //!
-//! The worker dispatches the jobs it holds together ([`dispatch_batch`], fed by [`crate::batcher`]):
-//! one read per table and one write transaction for the batch instead of a dozen round trips and
-//! a commit per dose. Each dose keeps its own checks and its own answer.
+//! A queue job carries the reminders that came due together ([`RemindersDue`]); the worker
+//! dispatches them together ([`dispatch_job`], [`dispatch_batch`]): one read per table and one
+//! write transaction for the lot instead of a dozen round trips and a commit per dose. Each dose
+//! keeps its own checks and its own answer.
 
 use careloop_channels::{Button, DeliveryMeta, Purpose};
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use careloop_core::{
     ChannelKind, ConsentState, Language, OccurrenceState, OrganizationId, PatientId, ReadingLevel,
     ReminderOccurrenceId,
 };
-use careloop_queue::ReminderDue;
+use careloop_queue::{ReminderDue, RemindersDue};
 use careloop_store::{
     Actor, ApprovedContent, BatchSend, DispatchContext, NewAuditEntry, ReminderOccurrence, Store,
     StoreError,
@@ -65,6 +66,52 @@ pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, Stor
         .await?
         .pop()
         .unwrap_or(Ok(Dispatch::Gone))
+}
+
+/// Why a reminder job must be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of the job's {total} reminders could not be dispatched; first error: {first}")]
+pub struct JobError {
+    pub failed: usize,
+    pub total: usize,
+    pub first: StoreError,
+}
+
+/// Handles one queue job: its reminders by [`dispatch_batch`]; when the batch as a whole fails
+/// (a read, or its one transaction: nothing of it was stored), each reminder alone, so that one
+/// bad dose does not hold back its neighbours. `Err` when any reminder failed: the job is tried
+/// again, and the reminders that went out meanwhile are no-ops the second time (their state
+/// moved on).
+pub async fn dispatch_job(store: &Store, job: &RemindersDue) -> Result<Vec<Dispatch>, JobError> {
+    let answers = match dispatch_batch(store, &job.reminders).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            tracing::warn!(error = %e, reminders = job.reminders.len(), "reminder batch failed; dispatching its reminders one at a time");
+            let mut answers = Vec::with_capacity(job.reminders.len());
+            for reminder in &job.reminders {
+                answers.push(dispatch(store, reminder).await);
+            }
+            answers
+        }
+    };
+    let total = answers.len();
+    let mut done = Vec::with_capacity(total);
+    let mut failed = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok(d) => done.push(d),
+            Err(e) => failed.push(e),
+        }
+    }
+    let count = failed.len();
+    match failed.into_iter().next() {
+        None => Ok(done),
+        Some(first) => Err(JobError {
+            failed: count,
+            total,
+            first,
+        }),
+    }
 }
 
 /// A dose that passed every check and is ready to queue.
@@ -238,23 +285,17 @@ async fn queue_ready(
         .iter()
         .map(|r| (r.job.organization_id, r.patient, r.channel))
         .collect();
-    let mut conversations = store.messages().latest_conversations(&wanted).await?;
+    let conversations = store.messages().open_conversations(&wanted).await?;
     let mut items = Vec::with_capacity(ready.len());
     let mut sent = Vec::with_capacity(ready.len());
     for r in ready {
         let org = r.job.organization_id;
-        let conversation = match conversations.get(&(org, r.patient, r.channel)) {
-            Some(c) => c.id,
-            None => {
-                let c = store
-                    .messages()
-                    .open_or_get_conversation(org, r.patient, r.channel)
-                    .await?;
-                let id = c.id;
-                conversations.insert((org, r.patient, r.channel), c);
-                id
-            }
-        };
+        let conversation = conversations
+            .get(&(org, r.patient, r.channel))
+            .map(|c| c.id)
+            .ok_or(StoreError::NotFound {
+                entity: "conversation",
+            })?;
         let occurrence_id = r.occurrence.id.to_string();
         let meta = DeliveryMeta {
             purpose: Purpose::Reminder,

@@ -17,7 +17,6 @@
 //! state (only `planned` or `dispatching` moves on, to `sent`) makes a late redelivery a no-op.
 
 pub mod alert_mail;
-pub mod batcher;
 pub mod campaign;
 pub mod dispatch;
 pub mod follow;
@@ -29,8 +28,7 @@ pub mod respond;
 pub mod schedules;
 pub mod sweep;
 
-pub use batcher::{BatchSettings, Batcher};
-pub use dispatch::{Dispatch, dispatch, dispatch_batch};
+pub use dispatch::{Dispatch, JobError, dispatch, dispatch_batch, dispatch_job};
 pub use plan::{PlanError, PlanOutcome, plan};
 
 use std::future::Future;
@@ -39,11 +37,17 @@ use std::time::Duration;
 use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryPolicy};
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
-use careloop_queue::{QueueConnection, QueueStorage, ReminderDue};
+use careloop_queue::{QueueConnection, QueueStorage, RemindersDue};
 use careloop_store::Store;
 
-async fn handle(job: ReminderDue, batcher: Data<Batcher>) -> Result<(), BoxDynError> {
-    batcher.dispatch(job).await?;
+async fn handle(job: RemindersDue, store: Data<Store>) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    dispatch_job(&store, &job).await?;
+    tracing::debug!(
+        reminders = job.reminders.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "reminder job dispatched"
+    );
     Ok(())
 }
 
@@ -51,26 +55,26 @@ async fn handle(job: ReminderDue, batcher: Data<Batcher>) -> Result<(), BoxDynEr
 fn worker_monitor(
     queue: &QueueConnection,
     name: String,
-    batcher: &Batcher,
+    store: &Store,
     retry: &BackoffRetryPolicy<ExponentialBackoff<HasherRng>>,
     concurrency: usize,
 ) -> Monitor {
-    let (queue, batcher, retry) = (queue.clone(), batcher.clone(), retry.clone());
+    let (queue, store, retry) = (queue.clone(), store.clone(), retry.clone());
     match queue.storage().clone() {
         QueueStorage::Sqlite(pool) => Monitor::new().register(move |_| {
             WorkerBuilder::new(name.clone())
                 .backend(queue.sqlite_reminder_worker(&pool, concurrency))
-                .data(batcher.clone())
-                .retry(retry.clone())
+                .data(store.clone())
                 .concurrency(concurrency)
+                .retry(retry.clone())
                 .build(handle)
         }),
         QueueStorage::Redis(conn) => Monitor::new().register(move |_| {
             WorkerBuilder::new(name.clone())
                 .backend(queue.redis_reminder_worker(&conn, concurrency))
-                .data(batcher.clone())
-                .retry(retry.clone())
+                .data(store.clone())
                 .concurrency(concurrency)
+                .retry(retry.clone())
                 .build(handle)
         }),
     }
@@ -94,12 +98,11 @@ fn retry_policy() -> anyhow::Result<BackoffRetryPolicy<ExponentialBackoff<Hasher
 /// What a reminder process runs besides the worker, and how.
 #[derive(Debug)]
 pub struct WorkerSettings {
-    /// Reminder jobs run at once.
+    /// Reminder jobs run at once (each carries up to
+    /// [`careloop_queue::REMINDERS_PER_JOB`] reminders, dispatched together).
     pub concurrency: usize,
     /// How due occurrences become jobs ([`sweep`]).
     pub sweep: sweep::SweepSettings,
-    /// How the jobs running at once are dispatched together ([`batcher`]).
-    pub batch: BatchSettings,
     /// Missed doses and alerts (`careloop_adherence`).
     pub adherence: careloop_adherence::AdherencePolicy,
     /// How often unanswered reminders are checked.
@@ -119,7 +122,6 @@ impl WorkerSettings {
         WorkerSettings {
             concurrency,
             sweep: sweep::SweepSettings::default(),
-            batch: BatchSettings::default(),
             adherence: careloop_adherence::AdherencePolicy::default(),
             missed_interval: Duration::from_secs(60),
             plan_horizon: schedules::DEFAULT_HORIZON,
@@ -188,7 +190,6 @@ pub async fn run_with(
         )));
     }
     let retry = retry_policy()?;
-    let batcher = Batcher::start(store.clone(), settings.batch);
     let stop = stop_sweeper.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -200,7 +201,7 @@ pub async fn run_with(
     let mut failures: u32 = 0;
     for run in 0u64.. {
         let name = format!("reminders-{}-{run}", std::process::id());
-        let monitor = worker_monitor(&queue, name, &batcher, &retry, concurrency);
+        let monitor = worker_monitor(&queue, name, &store, &retry, concurrency);
         tracing::info!(concurrency, run, "reminder worker started");
         let started = std::time::Instant::now();
         let stop = stop_sweeper.clone();

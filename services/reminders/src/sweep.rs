@@ -2,7 +2,13 @@
 //! `dispatching`, one process wins each) and enqueues a job for each on the apalis queue; it also
 //! enqueues again any occurrence left in `dispatching` longer than `stale_after` (its job was
 //! lost with a worker). Dispatching is idempotent, so a job enqueued twice still makes one
-//! message.
+//! message. Stale occurrences are enqueued again only while the queue has no job waiting: under a
+//! backlog longer than `stale_after` (100,000 doses due in one minute) an occurrence still
+//! waiting in the queue is late, not lost, and enqueueing it again would only add duplicate jobs
+//! to the backlog. Jobs lost with a restarted Redis are enqueued again once the queue drains.
+//!
+//! The sweeper also has the queue forget jobs that finished more than `forget_after` ago (apalis
+//! keeps every finished job's payload and result otherwise).
 //!
 //! Claims and enqueues go by batches of `batch`: one transaction claims a batch, one write
 //! enqueues its jobs, so 100,000 doses due in the same minute cost a few hundred round trips, not
@@ -25,6 +31,10 @@ pub struct SweepSettings {
     /// Occurrences claimed and enqueued per round trip.
     pub batch: u64,
     pub stale_after: Duration,
+    /// Finished jobs are kept this long on the queue (for its own statistics), then forgotten.
+    pub forget_after: Duration,
+    /// How often finished jobs are forgotten.
+    pub forget_interval: Duration,
 }
 
 impl Default for SweepSettings {
@@ -33,6 +43,8 @@ impl Default for SweepSettings {
             interval: Duration::from_millis(250),
             batch: 1000,
             stale_after: Duration::from_secs(120),
+            forget_after: Duration::from_secs(3600),
+            forget_interval: Duration::from_secs(300),
         }
     }
 }
@@ -85,6 +97,9 @@ pub async fn sweep_once(
     let stale_before = now
         - chrono::Duration::from_std(settings.stale_after)
             .unwrap_or_else(|_| chrono::Duration::minutes(2));
+    if queue.waiting_reminder_jobs().await? > 0 {
+        return Ok(enqueued);
+    }
     // Touched as they are taken, so the next round does not enqueue them again.
     let stale = occurrences
         .claim_stale_dispatching(stale_before, batch)
@@ -104,15 +119,43 @@ pub async fn run(
     settings: SweepSettings,
     shutdown: CancellationToken,
 ) {
+    let mut last_forget = tokio::time::Instant::now();
     loop {
         match sweep_once(&store, &queue, &settings).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(enqueued = n, "due reminders enqueued"),
             Err(e) => tracing::warn!(error = %e, "reminder sweep failed"),
         }
+        if last_forget.elapsed() >= settings.forget_interval {
+            last_forget = tokio::time::Instant::now();
+            forget_finished(&queue, settings.forget_after).await;
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(settings.interval) => {}
         }
+    }
+}
+
+/// Has the queue forget the reminder jobs that finished more than `age` ago (in rounds of at
+/// most a few thousand, so Redis is never blocked for long).
+pub async fn forget_finished(queue: &QueueConnection, age: Duration) {
+    let mut total = 0;
+    loop {
+        match queue.forget_finished_reminder_jobs(age).await {
+            Ok(n) => {
+                total += n;
+                if n < 1000 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "forgetting finished reminder jobs failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(forgotten = total, "finished reminder jobs forgotten");
     }
 }

@@ -263,12 +263,37 @@ async fn worker_round_trip(backend: QueueBackend) {
         .await
         .unwrap();
     queue.enqueue_reminder(job, Utc::now()).await.unwrap();
+    assert_eq!(queue.waiting_reminder_jobs().await.unwrap(), 2);
 
-    run_until_sent(&f, queue).await;
+    run_until_sent(&f, queue.clone()).await;
     assert_eq!(
         outbound(&f).await.len(),
         1,
         "a redelivered job makes no second message"
+    );
+    // Both jobs ran. Once finished long enough, the queue forgets them: its storage does not grow
+    // with every reminder ever sent.
+    assert_eq!(queue.waiting_reminder_jobs().await.unwrap(), 0);
+    assert_eq!(
+        queue
+            .forget_finished_reminder_jobs(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "jobs finished a moment ago are kept"
+    );
+    // The two above, and the one the worker's own sweeper may have enqueued for the due dose.
+    let forgotten = queue
+        .forget_finished_reminder_jobs(Duration::ZERO)
+        .await
+        .unwrap();
+    assert!((2..=3).contains(&forgotten), "{forgotten}");
+    assert_eq!(
+        queue
+            .forget_finished_reminder_jobs(Duration::ZERO)
+            .await
+            .unwrap(),
+        0
     );
 }
 
@@ -346,15 +371,36 @@ async fn the_sweeper_enqueues_due_doses_by_itself_and_recovers_lost_jobs() {
             .unwrap(),
         0
     );
-    // The job is "lost" (no worker ran): after `stale_after` the dose is enqueued again.
+    // Past `stale_after` but its job still waits on the queue (a backlog, not a loss): not
+    // enqueued again.
     tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(queue.waiting_reminder_jobs().await.unwrap(), 1);
     assert_eq!(
         careloop_reminders::sweep::sweep_once(&f.store, &queue, &settings)
             .await
             .unwrap(),
+        0
+    );
+    // The queue loses its jobs (a Redis restarted empty; here a new queue file): the stale dose
+    // is enqueued again.
+    let emptied = QueueConnection::connect(
+        &QueueBackend::Sqlite {
+            path: dir.path().join("emptied.sqlite"),
+        },
+        "sweep",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        careloop_reminders::sweep::sweep_once(&f.store, &emptied, &settings)
+            .await
+            .unwrap(),
         1
     );
-    // The worker then sends it once, whatever the number of jobs.
-    run_until_sent(&f, queue).await;
+    // The worker then sends it once, whatever the number of jobs: the new one, then the old one
+    // (run on the first queue) finds it sent.
+    run_until_sent(&f, emptied).await;
+    run_until_sent(&f, queue.clone()).await;
+    assert_eq!(queue.waiting_reminder_jobs().await.unwrap(), 0);
     assert_eq!(outbound(&f).await.len(), 1);
 }

@@ -200,7 +200,8 @@ pub struct DatabaseSettings {
 pub struct QueueSettings {
     /// `redis://…` for scale-out; unset means the SQLite queue in `<data_dir>/queue.sqlite`.
     pub url: Option<SecretString>,
-    /// Reminder jobs one worker process runs at once.
+    /// Reminder jobs one worker process runs at once; a job carries up to 64 reminders that
+    /// came due together, dispatched in one transaction.
     pub concurrency: usize,
     /// Prefix of every queue name, so deployments (or tests) sharing one Redis keep apart.
     pub namespace: String,
@@ -286,7 +287,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("server.port", "8080"),
     ("server.shutdown_timeout_secs", "10"),
     ("database.migrate_on_start", "true"),
-    ("queue.concurrency", "8"),
+    ("queue.concurrency", "4"),
     ("queue.namespace", "careloop"),
     ("llm.mode", "in_process"),
     ("llm.model_path", "./models/SmolLM2-135M-Instruct.Q8_0.gguf"),

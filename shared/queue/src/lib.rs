@@ -22,6 +22,21 @@ pub struct ReminderDue {
     pub occurrence_id: ReminderOccurrenceId,
 }
 
+/// The job on the reminder queue: reminders that came due together (up to
+/// [`REMINDERS_PER_JOB`]), dispatched together by one worker. A job's reminders succeed, fail
+/// and retry as one; dispatching is idempotent per reminder, so a retried job re-sends nothing
+/// that went out. One job per reminder cost the queue a fetch, a decode, an acknowledgement
+/// and a result record per reminder: at 100,000 reminders due in a minute that, not the
+/// database, was what bounded a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemindersDue {
+    pub reminders: Vec<ReminderDue>,
+}
+
+/// Reminders carried by one job at most: enough that the queue's per-job work is small beside
+/// the dispatch, few enough that one job's dispatch (one transaction) stays well under a second.
+pub const REMINDERS_PER_JOB: usize = 64;
+
 /// How often a worker tells the queue it is alive, and how many beats it may miss before the
 /// jobs it had fetched go back to the queue for another worker (apalis's own recovery: 30 s).
 /// apalis-redis's default would wait 5 minutes after a crash.
@@ -35,19 +50,20 @@ const REDIS_POLL: Duration = Duration::from_millis(20);
 const SQLITE_POLL: Duration = Duration::from_millis(100);
 
 /// Jobs fetched at once by other users of the storage.
-const FETCH_BATCH: usize = 32;
+const FETCH_BATCH: usize = 8;
 
-/// Jobs a reminder worker fetches at once: four times what it runs at once (between 32 and
-/// 512), so that the next jobs are at hand when a batch finishes and a poll interval never
-/// caps the rate below what the worker can do. Jobs fetched and not yet run are recovered like
-/// running ones if the worker dies (after the missed heartbeats).
+/// Jobs a reminder worker fetches at once: twice what it runs at once (between 2 and 64), so
+/// that the next jobs are at hand when one finishes and a poll interval never caps the rate
+/// below what the worker can do. Jobs fetched and not yet run are recovered like running ones
+/// if the worker dies (after the missed heartbeats).
 pub fn fetch_batch(concurrency: usize) -> usize {
-    concurrency.saturating_mul(4).clamp(32, 512)
+    concurrency.saturating_mul(2).clamp(2, 64)
 }
 
-/// Queue names are stable strings (`<namespace>.reminder_due`), not Rust type paths, so renaming a
-/// type never strands jobs, and deployments sharing one Redis keep apart by namespace.
-const REMINDER_QUEUE: &str = "reminder_due";
+/// Queue names are stable strings (`<namespace>.reminders_due`), not Rust type paths, so renaming
+/// a type never strands jobs, and deployments sharing one Redis keep apart by namespace. (The
+/// name changed with the payload, from one reminder per job to [`RemindersDue`].)
+const REMINDER_QUEUE: &str = "reminders_due";
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -168,11 +184,11 @@ impl QueueConnection {
     }
 
     /// The SQLite storage for reminder jobs.
-    pub fn sqlite_reminders(&self, pool: &SqlitePool) -> SqliteStorage<ReminderDue> {
+    pub fn sqlite_reminders(&self, pool: &SqlitePool) -> SqliteStorage<RemindersDue> {
         self.sqlite_fetching(pool, FETCH_BATCH)
     }
 
-    fn sqlite_fetching(&self, pool: &SqlitePool, fetch: usize) -> SqliteStorage<ReminderDue> {
+    fn sqlite_fetching(&self, pool: &SqlitePool, fetch: usize) -> SqliteStorage<RemindersDue> {
         SqliteStorage::new(pool).with_config(
             apalis_sqlite::Config::default()
                 .queue(self.reminder_queue())
@@ -183,23 +199,27 @@ impl QueueConnection {
     }
 
     /// The Redis storage for reminder jobs.
-    pub fn redis_reminders(&self, conn: &ConnectionManager) -> RedisStorage<ReminderDue> {
+    pub fn redis_reminders(&self, conn: &ConnectionManager) -> RedisStorage<RemindersDue> {
         self.redis_fetching(conn, FETCH_BATCH)
     }
 
-    fn redis_fetching(&self, conn: &ConnectionManager, fetch: usize) -> RedisStorage<ReminderDue> {
-        RedisStorage::new(conn.clone()).with_config(
-            apalis_redis::Config::default()
-                .queue(self.reminder_queue())
-                .batch_size(fetch)
-                .heartbeat_interval(HEARTBEAT)
-                .missed_heartbeats(MISSED_HEARTBEATS)
-                // A fetch already moves each job into this worker's in-flight set, which is what
-                // recovery after a crash goes by; a lease on top of it only adds, per job, a
-                // `LREM` over the whole queue (O(queue length): 100,000 reminders due at once
-                // made it quadratic). A reminder job takes milliseconds, far under a heartbeat.
-                .lock_tasks(false),
-        )
+    fn redis_fetching(&self, conn: &ConnectionManager, fetch: usize) -> RedisStorage<RemindersDue> {
+        RedisStorage::new(conn.clone()).with_config(self.redis_config(fetch))
+    }
+
+    fn redis_config(&self, fetch: usize) -> apalis_redis::Config {
+        apalis_redis::Config::default()
+            .queue(self.reminder_queue())
+            .batch_size(fetch)
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            // A fetch already moves each job into this worker's in-flight set, which is what
+            // recovery after a crash goes by; a lease on top of it only adds, per job, a
+            // `LREM` over the whole queue (O(queue length): 100,000 reminders due at once
+            // made it quadratic). A reminder job takes milliseconds, far under a heartbeat.
+            .lock_tasks(false)
+            // Nobody subscribes to apalis's per-job pub/sub events.
+            .emit_events(false)
     }
 
     /// The SQLite storage for a reminder worker running `concurrency` jobs at once: as
@@ -208,7 +228,7 @@ impl QueueConnection {
         &self,
         pool: &SqlitePool,
         concurrency: usize,
-    ) -> PollWith<SqliteStorage<ReminderDue>, IntervalStrategy> {
+    ) -> PollWith<SqliteStorage<RemindersDue>, IntervalStrategy> {
         self.sqlite_fetching(pool, fetch_batch(concurrency))
             .poll_with_interval(SQLITE_POLL)
     }
@@ -219,7 +239,7 @@ impl QueueConnection {
         &self,
         conn: &ConnectionManager,
         concurrency: usize,
-    ) -> PollWith<RedisStorage<ReminderDue>, IntervalStrategy> {
+    ) -> PollWith<RedisStorage<RemindersDue>, IntervalStrategy> {
         self.redis_fetching(conn, fetch_batch(concurrency))
             .poll_with_interval(REDIS_POLL)
     }
@@ -233,17 +253,24 @@ impl QueueConnection {
         self.enqueue_reminders(vec![job], due).await
     }
 
-    /// Enqueues reminders to run at `due` (at once when `due` has passed) in one write: one
-    /// transaction on SQLite, one script call on Redis. Either all are enqueued or none.
+    /// Enqueues reminders to run at `due` (at once when `due` has passed) in one write (one
+    /// transaction on SQLite, one script call on Redis), as jobs of up to
+    /// [`REMINDERS_PER_JOB`] reminders each. Either all are enqueued or none.
     pub async fn enqueue_reminders(
         &self,
-        jobs: Vec<ReminderDue>,
+        reminders: Vec<ReminderDue>,
         due: DateTime<Utc>,
     ) -> Result<(), QueueError> {
-        if jobs.is_empty() {
+        if reminders.is_empty() {
             return Ok(());
         }
         let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let jobs: Vec<RemindersDue> = reminders
+            .chunks(REMINDERS_PER_JOB)
+            .map(|chunk| RemindersDue {
+                reminders: chunk.to_vec(),
+            })
+            .collect();
         let tasks = futures::stream::iter(
             jobs.into_iter()
                 .map(|job| TaskBuilder::new(job).run_after(delay).build()),
@@ -262,4 +289,98 @@ impl QueueConnection {
         };
         pushed.map_err(QueueError::Push)
     }
+
+    /// Reminder jobs waiting on the queue: due and not yet fetched, or waiting for a retry.
+    /// (Jobs a worker has fetched are not counted: they run, or the queue gives them to
+    /// another worker when that one stops beating.) The sweeper re-enqueues reminders it takes
+    /// for lost only when this is zero: a long queue is a backlog, not a loss.
+    pub async fn waiting_reminder_jobs(&self) -> Result<u64, QueueError> {
+        match &self.storage {
+            QueueStorage::Sqlite(pool) => {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 \
+                     AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
+                )
+                .bind(self.reminder_queue())
+                .fetch_one(pool)
+                .await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+            QueueStorage::Redis(conn) => {
+                let config = self.redis_config(FETCH_BATCH);
+                let mut conn = conn.clone();
+                let (active, scheduled): (u64, u64) = redis::pipe()
+                    .llen(config.active_jobs_list())
+                    .zcard(config.scheduled_jobs_set())
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(active + scheduled)
+            }
+        }
+    }
+
+    /// Forgets reminder jobs that finished (done or given up) `age` ago or earlier, and
+    /// returns how many. apalis keeps every finished job's payload and result until told
+    /// otherwise: without this the queue's storage grows with every reminder ever sent.
+    pub async fn forget_finished_reminder_jobs(&self, age: Duration) -> Result<u64, QueueError> {
+        let cutoff = Utc::now().timestamp() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2);
+        match &self.storage {
+            QueueStorage::Sqlite(pool) => {
+                let deleted = sqlx::query(
+                    "DELETE FROM Jobs WHERE job_type = ?1 \
+                     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+                     AND done_at IS NOT NULL AND done_at <= ?2",
+                )
+                .bind(self.reminder_queue())
+                .bind(cutoff)
+                .execute(pool)
+                .await?;
+                Ok(deleted.rows_affected())
+            }
+            QueueStorage::Redis(conn) => {
+                let config = self.redis_config(FETCH_BATCH);
+                let mut conn = conn.clone();
+                let forgotten: u64 = redis::Script::new(FORGET_FINISHED_LUA)
+                    .key(config.job_data_hash())
+                    .key(config.job_meta_hash())
+                    .key(config.done_jobs_set())
+                    .key(config.dead_jobs_set())
+                    .arg(cutoff)
+                    .arg(FORGET_PER_CALL)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(forgotten)
+            }
+        }
+    }
 }
+
+/// Finished jobs forgotten per script call at most, so one call never blocks Redis for long.
+const FORGET_PER_CALL: usize = 5_000;
+
+/// apalis-redis keeps a finished job's id in the done (or dead) set and its payload and
+/// metadata in hashes (`vacuum.lua` would drop the latter but reads the whole data hash and
+/// leaves the sets). This walks the done and dead sets instead: a finished job older than the
+/// cutoff loses its payload, result, metadata and set entry.
+const FORGET_FINISHED_LUA: &str = r#"
+local data, meta, cutoff, limit = KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
+local forgotten = 0
+for _, set in ipairs({KEYS[3], KEYS[4]}) do
+  local cursor = "0"
+  repeat
+    local page = redis.call("SSCAN", set, cursor, "COUNT", 500)
+    cursor = page[1]
+    for _, id in ipairs(page[2]) do
+      local done_at = tonumber(redis.call("HGET", meta .. ":" .. id, "done_at"))
+      if done_at == nil or done_at <= cutoff then
+        redis.call("SREM", set, id)
+        redis.call("HDEL", data, id)
+        redis.call("HDEL", meta .. ":result", id)
+        redis.call("DEL", meta .. ":" .. id)
+        forgotten = forgotten + 1
+      end
+    end
+  until cursor == "0" or forgotten >= limit
+end
+return forgotten
+"#;

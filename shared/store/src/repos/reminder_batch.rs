@@ -3,8 +3,9 @@
 //!
 //! A worker that dispatches reminders one at a time makes a dozen round trips and one commit per
 //! dose; a batch makes about as many in all (five reads; seven statements in one transaction:
-//! the state changes, each conditional on the state its dose was read in, the messages, their
-//! ids, the conversations, the audit entries), and one commit. Every guarantee of
+//! the conversations and the occurrences read, the occurrences locked; the messages already
+//! stored under their keys; the new messages; the state changes with their message ids, each
+//! row written once; the conversations; the audit entries), and one commit. Every guarantee of
 //! the one-at-a-time path holds per dose: an occurrence moves to `sent` only from the state it
 //! was read in, with its audit entry and its one message (whose idempotency key is unique), or
 //! not at all.
@@ -12,10 +13,11 @@
 use std::collections::{HashMap, HashSet};
 
 use careloop_core::{
-    ChannelKind, MessageId, OccurrenceState, OrganizationId, PatientId, ReminderOccurrenceId,
+    ChannelKind, ConversationId, MessageId, OccurrenceState, OrganizationId, PatientId,
+    ReminderOccurrenceId,
 };
-use sea_orm::sea_query::{CaseStatement, Condition, Expr};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
+use sea_orm::sea_query::{CaseStatement, Expr};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::convert::now;
 use crate::entities::{
@@ -189,7 +191,6 @@ impl ReminderOccurrences<'_> {
             return Ok(Vec::new());
         }
         let txn = self.store.begin_write().await?;
-        let backend = txn.get_database_backend();
         let conversation_ids: HashSet<_> = items
             .iter()
             .map(|i| i.message.conversation_id.as_uuid())
@@ -223,42 +224,74 @@ impl ReminderOccurrences<'_> {
             }
         }
 
-        // 1. Each occurrence moves only from the state it was read in: one statement, which
-        //    answers with the ones that moved.
-        let at = now();
-        let mut from_state = Condition::any();
-        for item in &items {
-            from_state = from_state.add(
-                Condition::all()
-                    .add(occ::Column::Id.eq(item.occurrence_id.as_uuid()))
-                    .add(occ::Column::OrganizationId.eq(item.organization_id.as_uuid()))
-                    .add(occ::Column::State.eq(item.from.as_str())),
-            );
-        }
-        let mut moving = occ::Entity::update_many()
-            .col_expr(
+        // 1. The occurrences, locked (PostgreSQL; SQLite's write transaction holds the whole
+        //    database) in id order so that two workers never wait on each other in a circle.
+        //    Each moves only from the state it was read in, and only in its own organization.
+        let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.occurrence_id.as_uuid()).collect();
+        let current: HashMap<uuid::Uuid, (uuid::Uuid, String)> = occ::Entity::find()
+            .select_only()
+            .columns([
+                occ::Column::Id,
+                occ::Column::OrganizationId,
                 occ::Column::State,
-                Expr::value(OccurrenceState::Sent.as_str()),
-            )
-            .col_expr(occ::Column::UpdatedAt, Expr::value(at))
-            .filter(from_state)
-            .into_query();
-        moving.returning_col(occ::Column::Id);
-        let mut moved = HashSet::new();
-        for row in txn.query_all_raw(backend.build(&moving)).await? {
-            moved.insert(row.try_get::<uuid::Uuid>("", "id")?);
-        }
+            ])
+            .filter(occ::Column::Id.is_in(ids))
+            .order_by_asc(occ::Column::Id)
+            .lock_exclusive()
+            .into_tuple::<(uuid::Uuid, uuid::Uuid, String)>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|(id, org, state)| (id, (org, state)))
+            .collect();
+        let movable = |item: &BatchSend| {
+            current
+                .get(&item.occurrence_id.as_uuid())
+                .is_some_and(|(org, state)| {
+                    *org == item.organization_id.as_uuid() && state == item.from.as_str()
+                })
+        };
 
-        // 2. Their messages, one statement; a key already used (by hand, or by an older version
-        //    of this path) keeps its message, if it is the organization's.
+        // 2. A key already used (by hand, or by an older version of this path) keeps its
+        //    message, if it is the organization's; the others get a new message.
+        let keys: Vec<String> = items
+            .iter()
+            .filter(|i| movable(i))
+            .filter_map(|i| i.message.idempotency_key.clone())
+            .collect();
+        let existing: HashMap<String, (uuid::Uuid, uuid::Uuid)> = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            messages::Entity::find()
+                .select_only()
+                .columns([
+                    messages::Column::IdempotencyKey,
+                    messages::Column::Id,
+                    messages::Column::OrganizationId,
+                ])
+                .filter(messages::Column::IdempotencyKey.is_in(keys))
+                .into_tuple::<(Option<String>, uuid::Uuid, uuid::Uuid)>()
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter_map(|(key, id, org)| Some((key?, (id, org))))
+                .collect()
+        };
+        let at = now();
         let mut rows = Vec::new();
-        let mut keys = Vec::new();
         let mut audits = Vec::new();
         let mut touched = HashSet::new();
-        let mut sent = Vec::with_capacity(items.len());
+        let mut moved = Vec::new();
+        let mut message_of = None::<CaseStatement>;
+        let mut answers = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
         for item in items {
-            if !moved.contains(&item.occurrence_id.as_uuid()) {
-                sent.push((item.occurrence_id, None));
+            // An occurrence listed twice moves once.
+            if !movable(&item) || !seen.insert(item.occurrence_id) {
+                answers.push(BatchSent {
+                    message_id: None,
+                    moved: false,
+                });
                 continue;
             }
             let conversation = conversations
@@ -267,78 +300,63 @@ impl ReminderOccurrences<'_> {
                     entity: "conversation",
                 })?;
             let key = item.message.idempotency_key.clone().unwrap_or_default();
-            touched.insert(conversation.id);
-            rows.push(message_model(
-                MessageId::new(),
-                item.organization_id,
-                conversation,
-                item.message,
-                at,
-            ));
-            keys.push(key.clone());
-            audits.push(item.audit);
-            sent.push((item.occurrence_id, Some((key, item.organization_id))));
-        }
-        if rows.is_empty() {
-            txn.commit().await?;
-            return Ok(sent
-                .into_iter()
-                .map(|_| BatchSent {
-                    message_id: None,
-                    moved: false,
-                })
-                .collect());
-        }
-        messages::Entity::insert_many(rows)
-            .on_conflict_do_nothing_on([messages::Column::IdempotencyKey])
-            .exec_without_returning(&txn)
-            .await?;
-        let stored: HashMap<String, (uuid::Uuid, uuid::Uuid)> = messages::Entity::find()
-            .filter(messages::Column::IdempotencyKey.is_in(keys))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .filter_map(|m| Some((m.idempotency_key?, (m.id, m.organization_id))))
-            .collect();
-
-        // 3. Each moved occurrence points at its message: one statement.
-        let mut message_of = None::<CaseStatement>;
-        let mut answers = Vec::with_capacity(sent.len());
-        for (occurrence, key) in sent {
-            let Some((key, org)) = key else {
-                answers.push(BatchSent {
-                    message_id: None,
-                    moved: false,
-                });
-                continue;
-            };
-            let message = match stored.get(&key) {
-                Some((id, owner)) if *owner == org.as_uuid() => *id,
+            let message = match existing.get(&key) {
+                Some((id, owner)) if *owner == item.organization_id.as_uuid() => *id,
                 Some(_) => {
                     return Err(StoreError::Conflict {
                         what: "idempotency key used by another organization",
                     });
                 }
-                None => return Err(StoreError::NotFound { entity: "message" }),
+                None => {
+                    let id = MessageId::new();
+                    rows.push(message_model(
+                        id,
+                        item.organization_id,
+                        conversation,
+                        item.message,
+                        at,
+                    ));
+                    id.as_uuid()
+                }
             };
-            let when = occ::Column::Id.eq(occurrence.as_uuid());
+            touched.insert(conversation.id);
+            audits.push(item.audit);
+            let when = occ::Column::Id.eq(item.occurrence_id.as_uuid());
             let then = Expr::value(Some(message));
             message_of = Some(match message_of {
                 None => Expr::case(when, then),
                 Some(case) => case.case(when, then),
             });
+            moved.push(item.occurrence_id.as_uuid());
             answers.push(BatchSent {
                 message_id: Some(MessageId::from_uuid(message)),
                 moved: true,
             });
         }
-        if let Some(case) = message_of {
-            occ::Entity::update_many()
-                .col_expr(occ::Column::MessageId, case.into())
-                .filter(occ::Column::Id.is_in(moved))
-                .exec(&txn)
+        let Some(message_of) = message_of else {
+            txn.commit().await?;
+            return Ok(answers);
+        };
+
+        // 3. The new messages, one statement (the keys were checked under the row locks above:
+        //    a conflict now is an error, not a duplicate).
+        if !rows.is_empty() {
+            messages::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
                 .await?;
         }
+
+        // 4. Each occurrence to `sent`, pointing at its message: one statement, each row once.
+        occ::Entity::update_many()
+            .col_expr(
+                occ::Column::State,
+                Expr::value(OccurrenceState::Sent.as_str()),
+            )
+            .col_expr(occ::Column::UpdatedAt, Expr::value(at))
+            .col_expr(occ::Column::MessageId, message_of.into())
+            .filter(occ::Column::Id.is_in(moved))
+            .exec(&txn)
+            .await?;
         conversations::Entity::update_many()
             .col_expr(conversations::Column::LastMessageAt, Expr::value(at))
             .filter(conversations::Column::Id.is_in(touched))
@@ -350,36 +368,110 @@ impl ReminderOccurrences<'_> {
     }
 }
 
+type ConversationKey = (OrganizationId, PatientId, ChannelKind);
+
+/// Each patient's most recent conversation on the channel asked for, where one exists.
+async fn latest_conversations_in<C: ConnectionTrait>(
+    db: &C,
+    wanted: &[ConversationKey],
+) -> Result<HashMap<ConversationKey, Conversation>, StoreError> {
+    let mut latest = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(latest);
+    }
+    let wanted_set: HashSet<_> = wanted.iter().copied().collect();
+    let patient_ids: HashSet<_> = wanted.iter().map(|(_, p, _)| p.as_uuid()).collect();
+    for model in conversations::Entity::find()
+        .filter(conversations::Column::PatientId.is_in(patient_ids))
+        .order_by_desc(conversations::Column::LastMessageAt)
+        .order_by_desc(conversations::Column::Id)
+        .all(db)
+        .await?
+    {
+        let conversation = Conversation::try_from(model)?;
+        let key = (
+            conversation.organization_id,
+            conversation.patient_id,
+            conversation.channel,
+        );
+        if wanted_set.contains(&key) {
+            latest.entry(key).or_insert(conversation);
+        }
+    }
+    Ok(latest)
+}
+
 impl crate::Messages<'_> {
     /// Each patient's most recent conversation on the channel asked for, where one exists (see
-    /// `open_or_get_conversation` for the others), by one query.
+    /// [`Self::open_conversations`] for the others), by one query.
     pub async fn latest_conversations(
         &self,
-        wanted: &[(OrganizationId, PatientId, ChannelKind)],
-    ) -> Result<HashMap<(OrganizationId, PatientId, ChannelKind), Conversation>, StoreError> {
-        let mut latest = HashMap::new();
-        if wanted.is_empty() {
-            return Ok(latest);
+        wanted: &[ConversationKey],
+    ) -> Result<HashMap<ConversationKey, Conversation>, StoreError> {
+        latest_conversations_in(self.store.connection(), wanted).await
+    }
+
+    /// Each patient's most recent conversation on the channel asked for, opening one for those
+    /// who have none: `open_or_get_conversation` for many patients at once (one read when all
+    /// have one; else one transaction that checks each patient belongs to the organization
+    /// asked for, reads again and opens the missing ones with one statement). A patient who is
+    /// not the organization's fails the lot with nothing opened.
+    pub async fn open_conversations(
+        &self,
+        wanted: &[ConversationKey],
+    ) -> Result<HashMap<ConversationKey, Conversation>, StoreError> {
+        let mut found = self.latest_conversations(wanted).await?;
+        if wanted.iter().all(|k| found.contains_key(k)) {
+            return Ok(found);
         }
-        let wanted_set: HashSet<_> = wanted.iter().copied().collect();
-        let patient_ids: HashSet<_> = wanted.iter().map(|(_, p, _)| p.as_uuid()).collect();
-        for model in conversations::Entity::find()
-            .filter(conversations::Column::PatientId.is_in(patient_ids))
-            .order_by_desc(conversations::Column::LastMessageAt)
-            .order_by_desc(conversations::Column::Id)
-            .all(self.store.connection())
+        let txn = self.store.begin_write().await?;
+        let missing: HashSet<ConversationKey> = wanted
+            .iter()
+            .filter(|k| !found.contains_key(k))
+            .copied()
+            .collect();
+        let owners: HashMap<uuid::Uuid, uuid::Uuid> = patients::Entity::find()
+            .select_only()
+            .columns([patients::Column::Id, patients::Column::OrganizationId])
+            .filter(patients::Column::Id.is_in(missing.iter().map(|(_, p, _)| p.as_uuid())))
+            .into_tuple::<(uuid::Uuid, uuid::Uuid)>()
+            .all(&txn)
             .await?
-        {
-            let conversation = Conversation::try_from(model)?;
-            let key = (
-                conversation.organization_id,
-                conversation.patient_id,
-                conversation.channel,
-            );
-            if wanted_set.contains(&key) {
-                latest.entry(key).or_insert(conversation);
+            .into_iter()
+            .collect();
+        for (org, patient, _) in &missing {
+            if owners.get(&patient.as_uuid()) != Some(&org.as_uuid()) {
+                return Err(StoreError::NotFound { entity: "patient" });
             }
         }
-        Ok(latest)
+        // Read again under the write transaction: another worker may have opened some.
+        let missing: Vec<ConversationKey> = missing.into_iter().collect();
+        let opened_meanwhile = latest_conversations_in(&txn, &missing).await?;
+        let at = now();
+        let mut models = Vec::new();
+        for key in missing {
+            if let Some(c) = opened_meanwhile.get(&key) {
+                found.insert(key, c.clone());
+                continue;
+            }
+            let (org, patient, channel) = key;
+            let model = conversations::Model {
+                id: ConversationId::new().as_uuid(),
+                organization_id: org.as_uuid(),
+                patient_id: patient.as_uuid(),
+                channel: channel.as_str().to_owned(),
+                started_at: at,
+                last_message_at: at,
+            };
+            found.insert(key, Conversation::try_from(model.clone())?);
+            models.push(conversations::ActiveModel::from(model));
+        }
+        if !models.is_empty() {
+            conversations::Entity::insert_many(models)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(found)
     }
 }

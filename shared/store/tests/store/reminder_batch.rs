@@ -12,7 +12,8 @@ use crate::fixtures::*;
 on_both_backends!(
     batch_reads_are_scoped_to_each_organization,
     a_batch_stores_each_message_once_and_moves_each_occurrence_once,
-    a_batch_with_another_organizations_conversation_writes_nothing
+    a_batch_with_another_organizations_conversation_writes_nothing,
+    conversations_are_opened_together_once_and_only_in_the_patients_organization
 );
 
 struct Dose {
@@ -256,4 +257,65 @@ async fn a_batch_with_another_organizations_conversation_writes_nothing(store: &
         .unwrap()
         .unwrap();
     assert_eq!(unchanged.state, OccurrenceState::Planned);
+}
+
+async fn conversations_are_opened_together_once_and_only_in_the_patients_organization(
+    store: &Store,
+) {
+    let a = org(store, "clinic-a").await.id;
+    let b = org_other(store).await;
+    let ana = patient(store, a, "Ana").await;
+    let ali = patient(store, a, "Ali").await;
+    let bo = patient(store, b, "Bo").await;
+    let existing = store
+        .messages()
+        .open_or_get_conversation(a, ana.id, ChannelKind::Telegram)
+        .await
+        .unwrap();
+    let wanted = [
+        (a, ana.id, ChannelKind::Telegram),
+        (a, ana.id, ChannelKind::Email),
+        (a, ali.id, ChannelKind::Telegram),
+        (b, bo.id, ChannelKind::Telegram),
+        // Asked twice: opened once.
+        (a, ali.id, ChannelKind::Telegram),
+    ];
+    let opened = store.messages().open_conversations(&wanted).await.unwrap();
+    assert_eq!(opened.len(), 4);
+    assert_eq!(opened[&(a, ana.id, ChannelKind::Telegram)].id, existing.id);
+    for (org, patient, channel) in wanted {
+        let c = &opened[&(org, patient, channel)];
+        assert_eq!(
+            (c.organization_id, c.patient_id, c.channel),
+            (org, patient, channel)
+        );
+    }
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM conversations").await,
+        4
+    );
+    // Asked again: the same ones, nothing new.
+    let again = store.messages().open_conversations(&wanted).await.unwrap();
+    assert_eq!(again, opened);
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM conversations").await,
+        4
+    );
+    // A patient under another organization's name fails the lot, nothing opened.
+    let err = store
+        .messages()
+        .open_conversations(&[
+            (a, ali.id, ChannelKind::Email),
+            (a, bo.id, ChannelKind::Telegram),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { entity: "patient" }),
+        "{err:?}"
+    );
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM conversations").await,
+        4
+    );
 }
