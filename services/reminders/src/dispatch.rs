@@ -60,7 +60,7 @@ fn buttons(language: Language, occurrence: &str) -> Vec<Button> {
         .collect()
 }
 
-/// Handles one due reminder job (see the module docs): [`dispatch_batch`] of one.
+/// Dispatches one due reminder (see the module docs): [`dispatch_batch`] of one.
 pub async fn dispatch(store: &Store, job: &ReminderDue) -> Result<Dispatch, StoreError> {
     dispatch_batch(store, std::slice::from_ref(job))
         .await?

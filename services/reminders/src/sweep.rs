@@ -137,25 +137,11 @@ pub async fn run(
     }
 }
 
-/// Has the queue forget the reminder jobs that finished more than `age` ago (in rounds of at
-/// most a few thousand, so Redis is never blocked for long).
+/// Has the queue forget the reminder jobs that finished more than `age` ago.
 pub async fn forget_finished(queue: &QueueConnection, age: Duration) {
-    let mut total = 0;
-    loop {
-        match queue.forget_finished_reminder_jobs(age).await {
-            Ok(n) => {
-                total += n;
-                if n < 1000 {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "forgetting finished reminder jobs failed");
-                break;
-            }
-        }
-    }
-    if total > 0 {
-        tracing::info!(forgotten = total, "finished reminder jobs forgotten");
+    match queue.forget_finished_reminder_jobs(age).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(forgotten = n, "finished reminder jobs forgotten"),
+        Err(e) => tracing::warn!(error = %e, "forgetting finished reminder jobs failed"),
     }
 }

@@ -321,7 +321,9 @@ impl QueueConnection {
 
     /// Forgets reminder jobs that finished (done or given up) `age` ago or earlier, and
     /// returns how many. apalis keeps every finished job's payload and result until told
-    /// otherwise: without this the queue's storage grows with every reminder ever sent.
+    /// otherwise: without this the queue's storage grows with every reminder ever sent. On
+    /// Redis this takes rounds of at most 5,000 jobs, so Redis is never blocked
+    /// for long.
     pub async fn forget_finished_reminder_jobs(&self, age: Duration) -> Result<u64, QueueError> {
         let cutoff = Utc::now().timestamp() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2);
         match &self.storage {
@@ -339,17 +341,24 @@ impl QueueConnection {
             }
             QueueStorage::Redis(conn) => {
                 let config = self.redis_config(FETCH_BATCH);
+                let script = redis::Script::new(FORGET_FINISHED_LUA);
                 let mut conn = conn.clone();
-                let forgotten: u64 = redis::Script::new(FORGET_FINISHED_LUA)
-                    .key(config.job_data_hash())
-                    .key(config.job_meta_hash())
-                    .key(config.done_jobs_set())
-                    .key(config.dead_jobs_set())
-                    .arg(cutoff)
-                    .arg(FORGET_PER_CALL)
-                    .invoke_async(&mut conn)
-                    .await?;
-                Ok(forgotten)
+                let mut total = 0;
+                loop {
+                    let forgotten: u64 = script
+                        .key(config.job_data_hash())
+                        .key(config.job_meta_hash())
+                        .key(config.done_jobs_set())
+                        .key(config.dead_jobs_set())
+                        .arg(cutoff)
+                        .arg(FORGET_PER_CALL)
+                        .invoke_async(&mut conn)
+                        .await?;
+                    total += forgotten;
+                    if forgotten < FORGET_PER_CALL as u64 {
+                        return Ok(total);
+                    }
+                }
             }
         }
     }
