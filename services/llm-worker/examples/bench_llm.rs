@@ -105,6 +105,9 @@ async fn ask(
             GenerationEvent::Reset => {}
             GenerationEvent::Done(done) => {
                 let elapsed = start.elapsed();
+                if std::env::var_os("BENCH_PRINT_ANSWERS").is_some() {
+                    eprintln!("--- {question}\n{}", done.text);
+                }
                 return Ok(Measured {
                     prompt_tokens: done.usage.prompt_tokens,
                     completion_tokens: done.usage.completion_tokens,

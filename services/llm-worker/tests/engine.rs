@@ -26,6 +26,19 @@ static ENGINE: LazyLock<MistralEngine> = LazyLock::new(|| {
     engine
 });
 
+/// The Q8_0 file the CPU default runs (made from the test model as `careloop model prepare`
+/// makes it), two slots: exercises careloop's patched candle Q8_0 matmul and mistral.rs's
+/// batched CPU attention (vendor/README.md).
+static Q8_ENGINE: LazyLock<MistralEngine> = LazyLock::new(|| {
+    let q8 = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-test.Q8_0.gguf");
+    careloop_llm::prepare_if_needed(&common::model_path(), &q8).expect("prepare the Q8_0 file");
+    MistralEngine::load_blocking(careloop_llm::LlmSettings {
+        model_path: q8,
+        ..settings(2, 8)
+    })
+    .expect("load the Q8_0 test model")
+});
+
 /// One slot, a queue of one: for the admission tests.
 static SMALL: LazyLock<MistralEngine> =
     LazyLock::new(|| MistralEngine::load_blocking(settings(1, 1)).expect("load the test model"));
@@ -207,6 +220,37 @@ fn concurrent_requests_all_complete() {
             "4 concurrent requests (2 slots): {total_tokens} tokens in {elapsed:?} ({:.1} tokens/s aggregate); batched greedy answer equals solo answer: {batched_same}",
             f64::from(total_tokens) / elapsed.as_secs_f64()
         );
+    });
+}
+
+/// Sequences decoded together in one batch answer exactly what they answer alone (greedy).
+/// mistral.rs 0.8.1's CPU decode attention gave every sequence of a batch the last one's
+/// attention output (fixed in vendor/mistralrs-core); the Q8_0 matmul sums each row the same
+/// way whatever the batch size, so the tokens are identical, not just similar.
+#[test]
+fn batched_greedy_answers_equal_the_same_questions_asked_alone() {
+    let _serial = serial();
+    let engine = &*Q8_ENGINE;
+    RUNTIME.block_on(async {
+        // Same length in tokens, so the two running at once are batched from the first step.
+        let questions = [
+            "Name a color.",
+            "Name a fruit.",
+            "Name a city.",
+            "Name a planet.",
+        ];
+        let mut alone = Vec::new();
+        for q in questions {
+            alone.push(engine.complete(ask(q, 16)).await.unwrap().text);
+        }
+        assert!(
+            alone.iter().any(|a| a != &alone[0]),
+            "different questions should get different answers: {alone:?}"
+        );
+        let together = join_all(questions.iter().map(|q| engine.complete(ask(q, 16)))).await;
+        for ((q, alone), together) in questions.iter().zip(&alone).zip(&together) {
+            assert_eq!(&together.as_ref().unwrap().text, alone, "{q}");
+        }
     });
 }
 
