@@ -73,29 +73,10 @@ fn main() {
 }
 
 fn set_git_revision() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .and_then(|output| {
-            if output.status.success() {
-                String::from_utf8(output.stdout).ok()
-            } else {
-                None
-            }
-        })
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
-
-    println!("cargo:rustc-env=MISTRALRS_GIT_REVISION={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
-        if let Some(ref_path) = head.strip_prefix("ref:") {
-            let ref_path = ref_path.trim();
-            if !ref_path.is_empty() {
-                println!("cargo:rerun-if-changed=.git/{}", ref_path);
-            }
-        }
-    }
+    // careloop patch: upstream ran `git rev-parse HEAD` here, which inside careloop's repository
+    // returned careloop's commit, so every commit changed this variable and recompiled the
+    // whole crate (and re-ran this script on every build: it watched `.git/HEAD` relative to
+    // the crate, which does not exist). A vendored copy has no revision of its own.
+    println!("cargo:rustc-env=MISTRALRS_GIT_REVISION=0.8.1-careloop");
+    println!("cargo:rerun-if-changed=build.rs");
 }
