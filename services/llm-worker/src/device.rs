@@ -3,8 +3,9 @@
 
 use mistralrs::GgufModelBuilder;
 
-/// Default `LlmSettings::max_concurrent`: the CPU gains nothing from batching
-/// several sequences, a GPU does.
+/// Default `LlmSettings::max_concurrent`: on the CPU batching gains little (mistral.rs batches
+/// only sequences of equal length; 8 at once measured ~54 vs ~47 tokens/s, BENCHMARKS.md),
+/// on a GPU it is the point.
 #[cfg(not(feature = "cuda"))]
 pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1;
 #[cfg(feature = "cuda")]
